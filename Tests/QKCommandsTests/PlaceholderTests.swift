@@ -1,0 +1,4 @@
+import Testing
+@testable import QKCommands
+
+@Test func placeholder() { #expect(Bool(true)) }

@@ -1,0 +1,4 @@
+import Testing
+@testable import QKStore
+
+@Test func placeholder() { #expect(Bool(true)) }
