@@ -24,6 +24,7 @@ public final class ProgressBar: @unchecked Sendable {
     private var completed = 0
     private var startTime: Double?
     private var lastDrawTime: Double?
+    private var lastDrawnCompleted: Int?
     private var lastLineWidth = 0
     private var isFinished = false
 
@@ -73,7 +74,7 @@ public final class ProgressBar: @unchecked Sendable {
         lock.withLock {
             guard !isFinished else { return }
             isFinished = true
-            draw(now: clock())
+            if lastDrawnCompleted != completed { draw(now: clock()) }
             output.write("\n")
             output.flush()
         }
@@ -88,6 +89,7 @@ public final class ProgressBar: @unchecked Sendable {
 
     private func draw(now: Double) {
         lastDrawTime = now
+        lastDrawnCompleted = completed
         let line = Self.render(
             completed: completed, total: total, unit: unit, width: width, elapsed: now - (startTime ?? now))
         // Spaces wipe what a longer previous line left behind.
