@@ -27,9 +27,11 @@ import Testing
     }
 
     @Test func nestedHelpTopic() {
-        let result = Example.run(["help", "store", "migrate"])
-        #expect(result.code == 0)
-        #expect(result.out.hasPrefix("OVERVIEW: Bring a catalog up to the current schema.\n\nUSAGE: qkdemo store migrate --db <path>\n"))
+        for arguments in [["help", "store", "migrate"], ["store", "help", "migrate"], ["store", "migrate", "-h"]] {
+            let result = Example.run(arguments)
+            #expect(result.code == 0)
+            #expect(result.out.hasPrefix("OVERVIEW: Bring a catalog up to the current schema.\n\nUSAGE: qkdemo store migrate --db <path>\n"))
+        }
     }
 
     @Test func versionOnRoot() {

@@ -1,5 +1,20 @@
 /// A declarative description of one command: its name, help texts, arguments, options and subcommands.
 ///
+///     let search = Command(
+///         name: "search", abstract: "Find components by top token.",
+///         arguments: [Argument("query", help: "Text to look for.")],
+///         options: [
+///             .option("db", valueName: "path", default: "qkcat.db", help: "The catalog."),
+///             .option("layers", help: "Layers such as 0,5-7."),
+///             .flag("json", help: "Print JSON."),
+///         ],
+///         run: { invocation in
+///             let layers = try invocation.intRanges("layers")
+///             ...
+///         })
+///     let root = Command(name: "qkcat", abstract: "…", version: "0.1.0", subcommands: [search])
+///     root.main()   // in the executable; tests call root.main(arguments:…, stdout:, stderr:)
+///
 /// A command either runs (it has `run`) or groups subcommands (it has `subcommands`), or both. The root
 /// command's `version` enables `--version`.
 public struct Command: Sendable {

@@ -20,10 +20,11 @@ struct Parser {
         var path = [root.name]
         var index = 0
 
-        if !root.subcommands.isEmpty, arguments.first == "help" {
-            return helpTopic(Array(arguments.dropFirst()))
-        }
-        while index < arguments.count, let subcommand = command.subcommand(named: arguments[index]) {
+        while index < arguments.count {
+            if !command.subcommands.isEmpty, arguments[index] == "help" {
+                return helpTopic(Array(arguments[(index + 1)...]), from: command, path: path)
+            }
+            guard let subcommand = command.subcommand(named: arguments[index]) else { break }
             command = subcommand
             path.append(subcommand.name)
             index += 1
@@ -58,9 +59,9 @@ struct Parser {
     }
 
     /// `help`, `help sub`, `help sub subsub`: help for the named command.
-    private func helpTopic(_ names: [String]) -> Result<Outcome, Failure> {
-        var command = root
-        var path = [root.name]
+    private func helpTopic(_ names: [String], from start: Command, path startPath: [String]) -> Result<Outcome, Failure> {
+        var command = start
+        var path = startPath
         for name in names where !name.hasPrefix("-") {
             guard let subcommand = command.subcommand(named: name) else {
                 let suggestion = Self.closest(to: name, among: command.subcommands.map(\.name))
