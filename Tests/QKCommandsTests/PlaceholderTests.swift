@@ -1,4 +1,0 @@
-import Testing
-@testable import QKCommands
-
-@Test func placeholder() { #expect(Bool(true)) }
