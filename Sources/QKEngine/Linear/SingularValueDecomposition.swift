@@ -91,11 +91,11 @@ enum BidiagonalSVD {
         let scratch = ColumnMajorBuffer(rows: m, columns: 1)
         // Squares of the entries appear in norms and shifts: bring huge or tiny matrices near 1 by an exact
         // power of two, and scale the singular values back at the end.
-        let largest = VectorKernels.maxMagnitude(a.base, m * n)
+        let largest = VectorKernels.maxMagnitude(a.base, a.storedCount)
         var exponent = 0
         if largest > 0 && largest.isFinite && (largest > 0x1p100 || largest < 0x1p-100) {
             exponent = max(largest.exponent, -1000)
-            VectorKernels.scale(a.base, m * n, by: Double(sign: .plus, exponent: -exponent, significand: 1))
+            VectorKernels.scale(a.base, a.storedCount, by: Double(sign: .plus, exponent: -exponent, significand: 1))
         }
 
         // 1. A = Q_L · B · Q_Rᵀ with B upper bidiagonal (d on the diagonal, e above it).
@@ -386,8 +386,11 @@ struct BidiagonalQR {
 
     /// Applies the rotations `k = lo..<hi` of columns `(k, k+1)`, in order, to `buffer`.
     private static func applyChain(_ buffer: ColumnMajorBuffer, lo: Int, hi: Int, cosines: [Double], sines: [Double]) {
-        for k in lo..<hi {
-            VectorKernels.rotate(buffer.column(k), buffer.column(k + 1), buffer.rows, c: cosines[k], s: sines[k])
+        cosines.withUnsafeBufferPointer { c in
+            sines.withUnsafeBufferPointer { s in
+                VectorKernels.rotateChain(buffer.base, rows: buffer.rows, stride: buffer.stride, lo: lo, hi: hi,
+                                          cosines: c.baseAddress!, sines: s.baseAddress!)
+            }
         }
     }
 }
