@@ -170,6 +170,18 @@ struct SVDTests {
         expectValidDecomposition(singularValueDecomposition(lastZero), of: lastZero)
     }
 
+    @Test("Non-finite input returns at once with non-finite values instead of iterating")
+    func nonFinite() {
+        var random = LinearAlgebraTestRandom(seed: 51)
+        var a = random.gaussianMatrix(rows: 64, columns: 64)
+        a[10, 20] = .nan
+        let svd = singularValueDecomposition(a)
+        #expect(svd.singularValues.count == 64)
+        #expect(svd.singularValues.contains { !$0.isFinite })
+        a[10, 20] = .infinity
+        #expect(singularValues(a).contains { !$0.isFinite })
+    }
+
     @Test("Values-only path agrees with the full decomposition")
     func valuesOnly() {
         var random = LinearAlgebraTestRandom(seed: 31)

@@ -30,7 +30,7 @@ public struct SingularValueDecomposition: Sendable {
 
 /// The thin SVD of `a`: Householder bidiagonalization, then implicit-shift QR on the bidiagonal (Golub–Kahan–Reinsch).
 ///
-/// Thread-safe: every call works on its own buffers.
+/// Thread-safe: every call works on its own buffers. Non-finite input gives non-finite output (callers validate).
 public func singularValueDecomposition(_ a: Matrix) -> SingularValueDecomposition {
     let k = min(a.rows, a.columns)
     guard k > 0 else {
@@ -56,14 +56,16 @@ public func singularValueDecomposition(_ a: Matrix) -> SingularValueDecompositio
 public func singularValues(_ a: Matrix) -> [Double] {
     guard min(a.rows, a.columns) > 0 else { return [] }
     let work = ColumnMajorBuffer(a, transposed: a.rows < a.columns)
-    return BidiagonalSVD.decompose(work, vectors: false).values.map { abs($0) }.sorted(by: >)
+    let values = BidiagonalSVD.decompose(work, vectors: false).values
+    return descendingOrder(values).map { abs(values[$0]) }
 }
 
 /// Indices of `values` ordered by descending magnitude (ties keep their order, so results are deterministic).
 private func descendingOrder(_ values: [Double]) -> [Int] {
-    values.indices.sorted { i, j in
-        let (x, y) = (abs(values[i]), abs(values[j]))
-        return x != y ? x > y : i < j
+    // NaN (from non-finite input) sorts first, keeping the ordering total.
+    let keys = values.map { $0.isNaN ? Double.infinity : abs($0) }
+    return values.indices.sorted { i, j in
+        keys[i] != keys[j] ? keys[i] > keys[j] : i < j
     }
 }
 
@@ -267,7 +269,8 @@ struct BidiagonalQR {
         for i in 0..<n {
             norm = max(norm, abs(d[i]) + abs(e[i]))
         }
-        guard norm > 0 else { return }
+        // A NaN or an infinity would never deflate: leave it to show in the result.
+        guard norm > 0, norm.isFinite, d.allSatisfy(\.isFinite), e.allSatisfy(\.isFinite) else { return }
         // Entries below ε‖B‖ are round-off: dropping them perturbs B by no more than the bidiagonalization did.
         let negligible = Double.ulpOfOne * norm
         let maximumSweeps = 100 * n
