@@ -74,6 +74,7 @@ public final class Catalog {
     /// Components matching `query` (bm25-ranked) and `filters`; an empty query lists by σ, largest first.
     ///
     /// Every whitespace-separated word is quoted as an FTS5 string, so no input is read as FTS5 syntax.
+    /// Column weights: human label 5, automatic label, note, feature and tokens 1, model/checkpoint names 0.5.
     public func search(_ query: String, filters: SearchFilters = SearchFilters(), limit: Int = 20)
         throws(StoreError) -> [ComponentHit]
     {
@@ -90,7 +91,7 @@ public final class Catalog {
             let order = terms.isEmpty ? "c.sigma DESC, c.id" : "score, c.id"
             sql = """
                 SELECT \(Self.hitColumns),
-                       bm25(component_search, 1.0, 2.0, 1.0, 1.0, 1.0, 0.5, 0.0) AS score
+                       bm25(component_search, 1.0, 5.0, 1.0, 1.0, 1.0, 0.5, 0.0) AS score
                   FROM component_search
                   JOIN components c ON c.id = component_search.rowid
                   \(Self.hitJoins)

@@ -185,7 +185,18 @@ public final class Statement {
 
     public func bind(_ value: String?, at index: Int32) throws(StoreError) {
         guard let value else { return try bindNull(at: index) }
-        try database.check(sqlite3_bind_text(handle, index, value, -1, transientDestructor), sql: sql)
+        // An explicit byte length keeps any embedded NUL; an empty string must still bind a non-NULL pointer.
+        if value.isEmpty {
+            try database.check(sqlite3_bind_text(handle, index, "", 0, transientDestructor), sql: sql)
+            return
+        }
+        var copy = value
+        let code = copy.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { chars in
+                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), transientDestructor)
+            }
+        }
+        try database.check(code, sql: sql)
     }
 
     public func bind(_ value: Data?, at index: Int32) throws(StoreError) {

@@ -4,7 +4,9 @@ import Foundation
 enum SearchText {
     /// The user's words as FTS5 strings joined by AND: no word is ever read as FTS5 syntax.
     static func quotedTerms(_ query: String) -> [String] {
-        query.split(whereSeparator: \.isWhitespace).map { word in
+        // Control characters (NUL among them) separate words like spaces do.
+        query.unicodeScalars.split { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
+            .map { String(String.UnicodeScalarView($0)) }.map { word in
             "\"" + word.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }
     }

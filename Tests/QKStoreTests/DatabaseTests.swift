@@ -49,6 +49,16 @@ import Testing
         #expect(try select.step() == false)
     }
 
+    @Test func textWithEmbeddedNULRoundTrips() throws {
+        let database = try Database(path: ":memory:")
+        let statement = try database.prepare("SELECT ?, length(CAST(? AS BLOB))")
+        try statement.bind("a\u{0}b", at: 1)
+        try statement.bind("a\u{0}b", at: 2)
+        #expect(try statement.step())
+        #expect(statement.text(at: 0) == "a\u{0}b")
+        #expect(statement.int(at: 1) == 3)
+    }
+
     @Test func unknownParameterNameIsAnError() throws {
         let temporary = TemporaryDatabase()
         let database = try Database(path: temporary.path)
