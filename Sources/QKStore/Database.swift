@@ -77,6 +77,9 @@ public final class Database {
         guard mode.lowercased() == "wal" else { throw .walUnavailable(path: path, mode: mode) }
         // In WAL mode NORMAL keeps the database consistent after a crash; only the last commits may be lost.
         if !isReadOnly { try execute("PRAGMA synchronous = NORMAL") }
+        // A large ingest rewrites B-tree pages many times inside one transaction; a bigger page cache (64 MiB)
+        // keeps them in memory instead of spilling each version to the log.
+        try execute("PRAGMA cache_size = -65536")
     }
 
     /// Current `PRAGMA journal_mode`.
