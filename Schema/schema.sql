@@ -1,0 +1,180 @@
+-- qkcat catalog: the current schema, as migrating an empty database through Migrations/ yields it
+-- (a test checks this). Schema version 1 = Migrations/0001_initial.sql.
+
+-- Which migrations were applied (PRAGMA user_version holds the highest one as well).
+CREATE TABLE qkcat_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+);
+
+-- A model; its shape is fixed across checkpoints.
+CREATE TABLE models (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    n_layers   INTEGER NOT NULL,
+    n_heads    INTEGER NOT NULL,
+    n_kv_heads INTEGER NOT NULL,
+    d_head     INTEGER NOT NULL
+);
+
+-- A checkpoint of a model. `ordinal` orders a model's checkpoints: the value of the name's trailing
+-- digits (step1000 < step2000), or 9223372036854775807 for names without them (main sorts last).
+CREATE TABLE checkpoints (
+    id       INTEGER PRIMARY KEY,
+    model_id INTEGER NOT NULL REFERENCES models (id),
+    name     TEXT NOT NULL,
+    ordinal  INTEGER NOT NULL,
+    UNIQUE (model_id, name)
+);
+
+-- One ingested capture: identified by the hash of its content, so ingesting it again is detected.
+CREATE TABLE captures (
+    id            INTEGER PRIMARY KEY,
+    checkpoint_id INTEGER NOT NULL REFERENCES checkpoints (id),
+    content_hash  TEXT NOT NULL UNIQUE,
+    dataset_json  TEXT,                 -- the capture's `dataset` object (provenance), compact JSON
+    positional    TEXT NOT NULL,        -- post-rope, pre-rope or none
+    layers_json   TEXT NOT NULL,        -- captured layers, JSON array
+    n_prompts     INTEGER NOT NULL,
+    n_keys        INTEGER NOT NULL,
+    ingested_at   TEXT NOT NULL,
+    qkcat_version TEXT NOT NULL,
+    energy        REAL NOT NULL,        -- energy fraction that set the ranks
+    options_json  TEXT NOT NULL         -- every decomposition option used, JSON object
+);
+CREATE INDEX captures_by_checkpoint ON captures (checkpoint_id);
+
+-- An attention head of a checkpoint; kv_head is the key/value head it reads (grouped-query attention).
+CREATE TABLE heads (
+    id            INTEGER PRIMARY KEY,
+    checkpoint_id INTEGER NOT NULL REFERENCES checkpoints (id),
+    layer         INTEGER NOT NULL,
+    head          INTEGER NOT NULL,
+    kv_head       INTEGER NOT NULL,
+    d_head        INTEGER NOT NULL,
+    UNIQUE (checkpoint_id, layer, head)
+);
+CREATE INDEX heads_by_layer_head ON heads (layer, head);
+
+-- A labelled feature as one capture declares it (two captures may describe the same name differently).
+CREATE TABLE features (
+    id          INTEGER PRIMARY KEY,
+    capture_id  INTEGER NOT NULL REFERENCES captures (id),
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    description TEXT,
+    UNIQUE (capture_id, name)
+);
+CREATE INDEX features_by_name ON features (name);
+
+-- The decomposition of ΔC for one head and feature: pooled (value NULL) or for one query value.
+CREATE TABLE decompositions (
+    id              INTEGER PRIMARY KEY,
+    head_id         INTEGER NOT NULL REFERENCES heads (id),
+    feature_id      INTEGER NOT NULL REFERENCES features (id),
+    value           TEXT,
+    n_pos_pairs     INTEGER NOT NULL,
+    n_neg_pairs     INTEGER NOT NULL,
+    frobenius       REAL NOT NULL,      -- ‖ΔC‖_F
+    rank            INTEGER NOT NULL,
+    energy          REAL NOT NULL,
+    singular_values BLOB NOT NULL       -- every singular value, descending, float32
+);
+-- One pooled and one per value at most, per head and feature (NULLs are distinct in a plain UNIQUE).
+CREATE UNIQUE INDEX decompositions_pooled ON decompositions (head_id, feature_id) WHERE value IS NULL;
+CREATE UNIQUE INDEX decompositions_per_value ON decompositions (head_id, feature_id, value) WHERE value IS NOT NULL;
+CREATE INDEX decompositions_by_head ON decompositions (head_id);
+CREATE INDEX decompositions_by_feature ON decompositions (feature_id);
+
+-- One kept singular triple (σ, u, v) of a decomposition.
+CREATE TABLE components (
+    id               INTEGER PRIMARY KEY,
+    decomposition_id INTEGER NOT NULL REFERENCES decompositions (id),
+    component_index  INTEGER NOT NULL,
+    sigma            REAL NOT NULL,
+    energy_share     REAL NOT NULL,     -- σ² / Σσ²
+    u                BLOB NOT NULL,     -- query side, d_head float32
+    v                BLOB NOT NULL,     -- key side, d_head float32
+    auto_label       TEXT NOT NULL,
+    human_label      TEXT,
+    note             TEXT,
+    UNIQUE (decomposition_id, component_index)
+);
+-- Listing without a text query: strongest components first.
+CREATE INDEX components_by_sigma ON components (sigma);
+
+-- The tokens of the prompts that some example cites (and only those), for showing contexts.
+CREATE TABLE prompts (
+    id           INTEGER PRIMARY KEY,
+    capture_id   INTEGER NOT NULL REFERENCES captures (id),
+    prompt_index INTEGER NOT NULL,      -- line number in prompts.jsonl, 0-based
+    prompt_key   TEXT NOT NULL,         -- the capture's prompt id
+    tokens_json  TEXT NOT NULL,         -- JSON array of token strings
+    UNIQUE (capture_id, prompt_index)
+);
+
+-- Top-activating examples: per component, side (query/key) and end (high/low), ranked from 0.
+CREATE TABLE examples (
+    component_id INTEGER NOT NULL REFERENCES components (id),
+    side         TEXT NOT NULL CHECK (side IN ('query', 'key')),
+    extreme      TEXT NOT NULL CHECK (extreme IN ('high', 'low')),
+    rank         INTEGER NOT NULL,
+    prompt_id    INTEGER NOT NULL REFERENCES prompts (id),
+    position     INTEGER NOT NULL,
+    token        TEXT NOT NULL,
+    score        REAL NOT NULL,         -- u·q (query side) or v·k (key side)
+    PRIMARY KEY (component_id, side, extreme, rank)
+) WITHOUT ROWID;
+
+-- Per token string: occurrences and mean score, the strongest at each end of each side.
+CREATE TABLE token_aggregates (
+    component_id INTEGER NOT NULL REFERENCES components (id),
+    side         TEXT NOT NULL CHECK (side IN ('query', 'key')),
+    extreme      TEXT NOT NULL CHECK (extreme IN ('high', 'low')),
+    rank         INTEGER NOT NULL,
+    token        TEXT NOT NULL,
+    count        INTEGER NOT NULL,
+    mean_score   REAL NOT NULL,
+    PRIMARY KEY (component_id, side, extreme, rank)
+) WITHOUT ROWID;
+
+-- Heads and features whose contrast could not be formed (no positive or no negative pair).
+CREATE TABLE skips (
+    id         INTEGER PRIMARY KEY,
+    capture_id INTEGER NOT NULL REFERENCES captures (id),
+    layer      INTEGER NOT NULL,
+    head       INTEGER,                 -- NULL: every head of the layer
+    feature    TEXT NOT NULL,
+    value      TEXT,                    -- NULL: pooled
+    reason     TEXT NOT NULL
+);
+CREATE INDEX skips_by_capture ON skips (capture_id);
+
+-- Full-text index of components, rowid = components.id. The store writes a row per component at
+-- ingest; the triggers below keep labels and notes in step, so a new human label is searchable at once.
+-- `facets` holds filter tokens (fl<layer>, fh<head>, and hashed names: fm model, fc checkpoint,
+-- ff feature, fv value, fk kind) so that filtered searches intersect postings instead of scanning;
+-- the exact filter is applied again in SQL. Ġ and Ċ (byte-level BPE's space and newline) separate words.
+CREATE VIRTUAL TABLE component_search USING fts5 (
+    auto_label,
+    human_label,
+    note,
+    feature,
+    tokens,
+    names,
+    facets,
+    tokenize = "unicode61 remove_diacritics 2 separators 'ĠĊ'"
+);
+
+CREATE TRIGGER components_label_changed AFTER UPDATE OF human_label, note ON components
+BEGIN
+    UPDATE component_search
+       SET human_label = coalesce(NEW.human_label, ''), note = coalesce(NEW.note, '')
+     WHERE rowid = NEW.id;
+END;
+
+CREATE TRIGGER components_deleted AFTER DELETE ON components
+BEGIN
+    DELETE FROM component_search WHERE rowid = OLD.id;
+END;

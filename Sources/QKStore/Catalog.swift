@@ -1,0 +1,515 @@
+import Foundation
+import QKEngine
+
+/// The qkcat catalog: one SQLite file of decompositions, components and their examples.
+public final class Catalog {
+    public let database: Database
+    public var path: String { database.path }
+
+    init(database: Database) { self.database = database }
+
+    /// Opens (creating and migrating when writable) the catalog at `path`.
+    ///
+    /// A catalog written by a newer qkcat is refused before anything is written to it.
+    public static func open(path: String, readOnly: Bool = false) throws(StoreError) -> Catalog {
+        let exists = FileManager.default.fileExists(atPath: path)
+        if readOnly && !exists { throw .notFound(what: "catalog \(path)") }
+        if exists {
+            // Probe through a read-only connection, which never writes or checkpoints the file.
+            let probe = try Database(path: path, mode: .readOnly)
+            let found = try Migrator.checkCompatible(probe)
+            if readOnly && found < Migrator.currentVersion {
+                throw .outdatedCatalog(path: path, found: found, current: Migrator.currentVersion)
+            }
+        }
+        let database = try Database(path: path, mode: readOnly ? .readOnly : .readWriteCreate)
+        try database.enableWriteAheadLog()
+        if !readOnly { try Migrator.migrate(database) }
+        return Catalog(database: database)
+    }
+
+    // MARK: Captures
+
+    /// The capture with this content hash, if it was ingested.
+    public func capture(withHash contentHash: String) throws(StoreError) -> CaptureRecord? {
+        try captures(where: "cap.content_hash = ?", [.text(contentHash)]).first
+    }
+
+    /// Every capture, optionally of one model or checkpoint.
+    public func listCaptures(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [CaptureRecord] {
+        var sql = FilterSQL()
+        sql.add("m.name = ?", filters.model.map(SQLValue.text))
+        sql.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
+        return try captures(where: sql.conditions.isEmpty ? "1" : sql.whereBody, sql.values)
+    }
+
+    private func captures(where condition: String, _ values: [SQLValue]) throws(StoreError) -> [CaptureRecord] {
+        let statement = try database.prepare("""
+            SELECT cap.id, m.name, ck.name, cap.content_hash, cap.dataset_json, cap.positional, cap.layers_json,
+                   cap.n_prompts, cap.n_keys, cap.ingested_at, cap.qkcat_version, cap.energy, cap.options_json
+              FROM captures cap
+              JOIN checkpoints ck ON ck.id = cap.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+             WHERE \(condition)
+             ORDER BY m.name, ck.ordinal, ck.name, cap.id
+            """)
+        try statement.bind(values)
+        var records: [CaptureRecord] = []
+        while try statement.step() {
+            let layersJSON = statement.text(at: 6) ?? "[]"
+            let layers = (try? JSONDecoder().decode([Int].self, from: Data(layersJSON.utf8))) ?? []
+            records.append(CaptureRecord(
+                id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", checkpoint: statement.text(at: 2) ?? "",
+                contentHash: statement.text(at: 3) ?? "", datasetJSON: statement.text(at: 4),
+                positional: statement.text(at: 5) ?? "", layers: layers, promptCount: statement.int(at: 7) ?? 0,
+                keyCount: statement.int(at: 8) ?? 0, ingestedAt: statement.text(at: 9) ?? "",
+                qkcatVersion: statement.text(at: 10) ?? "", energy: statement.double(at: 11) ?? 0,
+                optionsJSON: statement.text(at: 12) ?? "{}"))
+        }
+        return records
+    }
+
+    // MARK: Search
+
+    /// Components matching `query` (bm25-ranked) and `filters`; an empty query lists by σ, largest first.
+    ///
+    /// Every whitespace-separated word is quoted as an FTS5 string, so no input is read as FTS5 syntax.
+    /// Column weights: human label 5, automatic label, note, feature and tokens 1, model/checkpoint names 0.5.
+    public func search(_ query: String, filters: SearchFilters = SearchFilters(), limit: Int = 20)
+        throws(StoreError) -> [ComponentHit]
+    {
+        guard limit > 0 else { throw .invalidArgument("search limit must be positive, got \(limit)") }
+        let terms = SearchText.quotedTerms(query)
+        let facets = SearchText.facetTerms(filters)
+        var exact = FilterSQL()
+        exact.addExact(filters)
+        let sql: String
+        var values: [SQLValue] = []
+        if terms.isEmpty && facets.isEmpty {
+            sql = "SELECT \(Self.hitColumns), NULL FROM components c \(Self.hitJoins) ORDER BY c.sigma DESC, c.id LIMIT ?"
+        } else {
+            let order = terms.isEmpty ? "c.sigma DESC, c.id" : "score, c.id"
+            sql = """
+                SELECT \(Self.hitColumns),
+                       bm25(component_search, 1.0, 5.0, 1.0, 1.0, 1.0, 0.5, 0.0) AS score
+                  FROM component_search
+                  JOIN components c ON c.id = component_search.rowid
+                  \(Self.hitJoins)
+                 WHERE component_search MATCH ? \(exact.conditions.isEmpty ? "" : "AND " + exact.whereBody)
+                 ORDER BY \(order)
+                 LIMIT ?
+                """
+            values.append(.text((terms + facets).joined(separator: " AND ")))
+            values += exact.values
+        }
+        let statement = try database.prepare(sql)
+        try statement.bind(values + [.integer(limit)])
+        var hits: [ComponentHit] = []
+        while try statement.step() {
+            var hit = Self.readHit(statement)
+            hit.score = terms.isEmpty ? nil : statement.double(at: 15)
+            hits.append(hit)
+        }
+        return hits
+    }
+
+    static let hitColumns = """
+        c.id, m.name, ck.name, h.layer, h.head, h.kv_head, f.name, f.kind, d.value, c.component_index, c.sigma,
+        c.energy_share, c.auto_label, c.human_label, c.note
+        """
+
+    static let hitJoins = """
+        JOIN decompositions d ON d.id = c.decomposition_id
+        JOIN heads h ON h.id = d.head_id
+        JOIN checkpoints ck ON ck.id = h.checkpoint_id
+        JOIN models m ON m.id = ck.model_id
+        JOIN features f ON f.id = d.feature_id
+        """
+
+    static func readHit(_ statement: Statement) -> ComponentHit {
+        ComponentHit(
+            id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", checkpoint: statement.text(at: 2) ?? "",
+            layer: statement.int(at: 3) ?? 0, head: statement.int(at: 4) ?? 0, kvHead: statement.int(at: 5) ?? 0,
+            feature: statement.text(at: 6) ?? "", kind: statement.text(at: 7) ?? "", value: statement.text(at: 8),
+            index: statement.int(at: 9) ?? 0, sigma: statement.double(at: 10) ?? 0,
+            energyShare: statement.double(at: 11) ?? 0, autoLabel: statement.text(at: 12) ?? "",
+            humanLabel: statement.text(at: 13), note: statement.text(at: 14), score: nil)
+    }
+
+    // MARK: Labels
+
+    /// Sets a component's human label (nil or empty clears it) and note (nil keeps it, empty clears it).
+    /// The full-text index follows at once (a trigger updates it in the same transaction).
+    public func setHumanLabel(componentID: Int64, label: String?, note: String? = nil) throws(StoreError) {
+        let statement = try database.prepare("""
+            UPDATE components
+               SET human_label = nullif(?1, ''),
+                   note = CASE WHEN ?2 IS NULL THEN note ELSE nullif(?2, '') END
+             WHERE id = ?3
+            """)
+        try statement.bind(label, at: 1)
+        try statement.bind(note, at: 2)
+        try statement.bind(componentID, at: 3)
+        try database.transaction { () throws(StoreError) in
+            try statement.run()
+            guard database.changes == 1 else { throw .notFound(what: "component \(componentID)") }
+        }
+    }
+
+    // MARK: Show
+
+    /// One component with its decomposition's numbers, examples and the cited prompts' tokens.
+    public func component(id: Int64) throws(StoreError) -> ComponentDetail {
+        guard let decompositionID = try database.scalarInt(
+            "SELECT decomposition_id FROM components WHERE id = ?", [.integer(Int(id))])
+        else { throw .notFound(what: "component \(id)") }
+        let loader = try DecompositionLoader(database: database)
+        guard var decomposition = try loader.decomposition(id: Int64(decompositionID), withComponents: false) else {
+            throw .notFound(what: "decomposition \(decompositionID)")
+        }
+        guard let component = try loader.component(id: id) else { throw .notFound(what: "component \(id)") }
+        decomposition.components = []
+        let prompts = try loader.prompts(Set(component.examples.map(\.promptRowID)))
+        return ComponentDetail(decomposition: decomposition, component: component, prompts: prompts)
+    }
+
+    /// The decompositions of the heads matching `filters`, in catalog order, with the cited prompts.
+    public func decompositions(_ filters: SearchFilters) throws(StoreError) -> DecompositionsWithContext {
+        let ids = try decompositionIDs(filters)
+        let loader = try DecompositionLoader(database: database)
+        var records: [DecompositionRecord] = []
+        var promptRows = Set<Int64>()
+        for id in ids {
+            guard let record = try loader.decomposition(id: id, withComponents: true) else { continue }
+            for component in record.components { promptRows.formUnion(component.examples.map(\.promptRowID)) }
+            records.append(record)
+        }
+        return DecompositionsWithContext(decompositions: records, prompts: try loader.prompts(promptRows))
+    }
+
+    /// `show --model M --layer L --head H [--feature F]`.
+    public func decompositions(model: String?, checkpoint: String? = nil, layer: Int? = nil, head: Int? = nil,
+                               feature: String? = nil) throws(StoreError) -> DecompositionsWithContext {
+        try decompositions(SearchFilters(model: model, checkpoint: checkpoint, layer: layer, head: head, feature: feature))
+    }
+
+    // MARK: Export
+
+    /// Every decomposition matching `filters`, loaded one at a time, in catalog order.
+    public func exportDecompositions(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> DecompositionCursor {
+        DecompositionCursor(ids: try decompositionIDs(filters), loader: try DecompositionLoader(database: database))
+    }
+
+    func decompositionIDs(_ filters: SearchFilters) throws(StoreError) -> [Int64] {
+        var exact = FilterSQL()
+        exact.addExact(filters)
+        let statement = try database.prepare("""
+            SELECT d.id
+              FROM decompositions d
+              JOIN heads h ON h.id = d.head_id
+              JOIN checkpoints ck ON ck.id = h.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+              JOIN features f ON f.id = d.feature_id
+             \(exact.conditions.isEmpty ? "" : "WHERE " + exact.whereBody)
+             ORDER BY m.name, ck.ordinal, ck.name, h.layer, h.head, f.name, d.value IS NOT NULL, d.value, f.capture_id
+            """)
+        try statement.bind(exact.values)
+        var ids: [Int64] = []
+        while try statement.step() { ids.append(statement.int64(at: 0) ?? 0) }
+        return ids
+    }
+
+    // MARK: Lists
+
+    public func listModels() throws(StoreError) -> [ModelRecord] {
+        let statement = try database.prepare("""
+            SELECT m.id, m.name, m.n_layers, m.n_heads, m.n_kv_heads, m.d_head,
+                   (SELECT count(*) FROM checkpoints ck WHERE ck.model_id = m.id)
+              FROM models m ORDER BY m.name
+            """)
+        var records: [ModelRecord] = []
+        while try statement.step() {
+            records.append(ModelRecord(
+                id: statement.int64(at: 0) ?? 0, name: statement.text(at: 1) ?? "", layerCount: statement.int(at: 2) ?? 0,
+                headCount: statement.int(at: 3) ?? 0, kvHeadCount: statement.int(at: 4) ?? 0,
+                headDimension: statement.int(at: 5) ?? 0, checkpointCount: statement.int(at: 6) ?? 0))
+        }
+        return records
+    }
+
+    /// Checkpoints in training order (`step2 < step10 < main`) per model.
+    public func listCheckpoints(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [CheckpointRecord] {
+        var sql = FilterSQL()
+        sql.add("m.name = ?", filters.model.map(SQLValue.text))
+        sql.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
+        let statement = try database.prepare("""
+            SELECT ck.id, m.name, ck.name, ck.ordinal,
+                   (SELECT count(*) FROM captures cap WHERE cap.checkpoint_id = ck.id)
+              FROM checkpoints ck JOIN models m ON m.id = ck.model_id
+             \(sql.conditions.isEmpty ? "" : "WHERE " + sql.whereBody)
+             ORDER BY m.name, ck.ordinal, ck.name
+            """)
+        try statement.bind(sql.values)
+        var records: [CheckpointRecord] = []
+        while try statement.step() {
+            records.append(CheckpointRecord(
+                id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", name: statement.text(at: 2) ?? "",
+                ordinal: statement.int64(at: 3) ?? 0, captureCount: statement.int(at: 4) ?? 0))
+        }
+        return records
+    }
+
+    /// Heads matching the model/checkpoint/layer/head filters and having a decomposition of the
+    /// feature/value/kind filters when those are given.
+    public func listHeads(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [HeadRecord] {
+        var sql = FilterSQL()
+        sql.add("m.name = ?", filters.model.map(SQLValue.text))
+        sql.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
+        sql.add("h.layer = ?", filters.layer.map(SQLValue.integer))
+        sql.add("h.head = ?", filters.head.map(SQLValue.integer))
+        var inner = FilterSQL()
+        inner.add("f.name = ?", filters.feature.map(SQLValue.text))
+        inner.add("d.value = ?", filters.value.map(SQLValue.text))
+        inner.add("f.kind = ?", filters.kind.map(SQLValue.text))
+        let counted = "(SELECT count(*) FROM decompositions d JOIN features f ON f.id = d.feature_id WHERE d.head_id = h.id"
+            + (inner.conditions.isEmpty ? "" : " AND " + inner.whereBody) + ")"
+        if !inner.conditions.isEmpty { sql.conditions.append("\(counted) > 0") }
+        let statement = try database.prepare("""
+            SELECT h.id, m.name, ck.name, h.layer, h.head, h.kv_head, h.d_head, \(counted)
+              FROM heads h
+              JOIN checkpoints ck ON ck.id = h.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+             \(sql.conditions.isEmpty ? "" : "WHERE " + sql.whereBody)
+             ORDER BY m.name, ck.ordinal, ck.name, h.layer, h.head
+            """)
+        // The counted subquery appears twice when feature filters are given: bind its values for both.
+        try statement.bind(inner.values + sql.values + (inner.conditions.isEmpty ? [] : inner.values))
+        var records: [HeadRecord] = []
+        while try statement.step() {
+            records.append(HeadRecord(
+                id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", checkpoint: statement.text(at: 2) ?? "",
+                layer: statement.int(at: 3) ?? 0, head: statement.int(at: 4) ?? 0, kvHead: statement.int(at: 5) ?? 0,
+                headDimension: statement.int(at: 6) ?? 0, decompositionCount: statement.int(at: 7) ?? 0))
+        }
+        return records
+    }
+
+    /// Features as each capture declared them, with their decomposition counts and per-value values.
+    public func listFeatures(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [FeatureRecord] {
+        var sql = FilterSQL()
+        sql.add("m.name = ?", filters.model.map(SQLValue.text))
+        sql.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
+        sql.add("f.name = ?", filters.feature.map(SQLValue.text))
+        sql.add("f.kind = ?", filters.kind.map(SQLValue.text))
+        let statement = try database.prepare("""
+            SELECT f.id, f.capture_id, m.name, ck.name, f.name, f.kind, f.description,
+                   (SELECT count(*) FROM decompositions d WHERE d.feature_id = f.id)
+              FROM features f
+              JOIN captures cap ON cap.id = f.capture_id
+              JOIN checkpoints ck ON ck.id = cap.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+             \(sql.conditions.isEmpty ? "" : "WHERE " + sql.whereBody)
+             ORDER BY m.name, ck.ordinal, ck.name, f.name, f.capture_id
+            """)
+        try statement.bind(sql.values)
+        let valuesOf = try database.prepare(
+            "SELECT DISTINCT value FROM decompositions WHERE feature_id = ? AND value IS NOT NULL ORDER BY value")
+        var records: [FeatureRecord] = []
+        while try statement.step() {
+            let id = statement.int64(at: 0) ?? 0
+            try valuesOf.bind(id, at: 1)
+            var values: [String] = []
+            while try valuesOf.step() { values.append(valuesOf.text(at: 0) ?? "") }
+            valuesOf.reset()
+            records.append(FeatureRecord(
+                id: id, captureID: statement.int64(at: 1) ?? 0, model: statement.text(at: 2) ?? "",
+                checkpoint: statement.text(at: 3) ?? "", name: statement.text(at: 4) ?? "", kind: statement.text(at: 5) ?? "",
+                description: statement.text(at: 6), decompositionCount: statement.int(at: 7) ?? 0, values: values))
+        }
+        return records
+    }
+}
+
+/// Conditions joined by AND with their bound values, in order.
+struct FilterSQL {
+    var conditions: [String] = []
+    var values: [SQLValue] = []
+
+    var whereBody: String { conditions.joined(separator: " AND ") }
+
+    mutating func add(_ condition: String, _ value: SQLValue?) {
+        guard let value else { return }
+        conditions.append(condition)
+        values.append(value)
+    }
+
+    /// Every filter, on the aliases m, ck, h, f, d.
+    mutating func addExact(_ filters: SearchFilters) {
+        add("m.name = ?", filters.model.map(SQLValue.text))
+        add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
+        add("h.layer = ?", filters.layer.map(SQLValue.integer))
+        add("h.head = ?", filters.head.map(SQLValue.integer))
+        add("f.name = ?", filters.feature.map(SQLValue.text))
+        add("d.value = ?", filters.value.map(SQLValue.text))
+        add("f.kind = ?", filters.kind.map(SQLValue.text))
+    }
+}
+
+/// Yields decompositions one at a time so an export's memory stays small.
+public final class DecompositionCursor {
+    private let ids: [Int64]
+    private var position = 0
+    private let loader: DecompositionLoader
+
+    init(ids: [Int64], loader: DecompositionLoader) {
+        self.ids = ids
+        self.loader = loader
+    }
+
+    /// How many decompositions the cursor yields in all.
+    public var count: Int { ids.count }
+
+    /// The next decomposition with its components, examples and aggregates; nil at the end.
+    public func next() throws(StoreError) -> DecompositionRecord? {
+        while position < ids.count {
+            defer { position += 1 }
+            if let record = try loader.decomposition(id: ids[position], withComponents: true) { return record }
+        }
+        return nil
+    }
+
+    /// The cited prompts' contexts for `rows` (e.g. for CSV or text output).
+    public func prompts(_ rows: Set<Int64>) throws(StoreError) -> [Int64: PromptContext] { try loader.prompts(rows) }
+}
+
+/// Reads decompositions, components and prompts with statements prepared once.
+final class DecompositionLoader {
+    private let decompositionStatement: Statement
+    private let componentsStatement: Statement
+    private let componentStatement: Statement
+    private let examplesStatement: Statement
+    private let aggregatesStatement: Statement
+    private let promptStatement: Statement
+
+    init(database: Database) throws(StoreError) {
+        decompositionStatement = try database.prepare("""
+            SELECT d.id, f.capture_id, m.name, ck.name, h.layer, h.head, h.kv_head, h.d_head, f.name, f.kind, d.value,
+                   d.energy, d.n_pos_pairs, d.n_neg_pairs, d.frobenius, d.rank, d.singular_values
+              FROM decompositions d
+              JOIN heads h ON h.id = d.head_id
+              JOIN checkpoints ck ON ck.id = h.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+              JOIN features f ON f.id = d.feature_id
+             WHERE d.id = ?
+            """)
+        let componentColumns = "id, component_index, sigma, energy_share, u, v, auto_label, human_label, note"
+        componentsStatement = try database.prepare(
+            "SELECT \(componentColumns) FROM components WHERE decomposition_id = ? ORDER BY component_index")
+        componentStatement = try database.prepare("SELECT \(componentColumns) FROM components WHERE id = ?")
+        examplesStatement = try database.prepare("""
+            SELECT e.side, e.extreme, e.rank, e.prompt_id, p.prompt_key, e.position, e.token, e.score
+              FROM examples e JOIN prompts p ON p.id = e.prompt_id
+             WHERE e.component_id = ?
+             ORDER BY e.side = 'key', e.extreme = 'low', e.rank
+            """)
+        aggregatesStatement = try database.prepare("""
+            SELECT side, extreme, rank, token, count, mean_score FROM token_aggregates
+             WHERE component_id = ?
+             ORDER BY side = 'key', extreme = 'low', rank
+            """)
+        promptStatement = try database.prepare(
+            "SELECT id, capture_id, prompt_index, prompt_key, tokens_json FROM prompts WHERE id = ?")
+    }
+
+    func decomposition(id: Int64, withComponents: Bool) throws(StoreError) -> DecompositionRecord? {
+        let statement = decompositionStatement
+        defer { statement.reset() }
+        try statement.bind(id, at: 1)
+        guard try statement.step() else { return nil }
+        var record = DecompositionRecord(
+            id: id, captureID: statement.int64(at: 1) ?? 0, model: statement.text(at: 2) ?? "",
+            checkpoint: statement.text(at: 3) ?? "", layer: statement.int(at: 4) ?? 0, head: statement.int(at: 5) ?? 0,
+            kvHead: statement.int(at: 6) ?? 0, headDimension: statement.int(at: 7) ?? 0, feature: statement.text(at: 8) ?? "",
+            featureKind: statement.text(at: 9) ?? "", value: statement.text(at: 10), energy: statement.double(at: 11) ?? 0,
+            positivePairs: statement.int(at: 12) ?? 0, negativePairs: statement.int(at: 13) ?? 0,
+            frobenius: statement.double(at: 14) ?? 0, rank: statement.int(at: 15) ?? 0,
+            singularValues: (try statement.float32Blob(at: 16) ?? []).map(Double.init), components: [])
+        statement.reset()
+        if withComponents {
+            let components = componentsStatement
+            defer { components.reset() }
+            try components.bind(id, at: 1)
+            var rows: [ComponentRecord] = []
+            while try components.step() { rows.append(try readComponent(components, dimension: record.headDimension)) }
+            components.reset()
+            for offset in rows.indices { try attachExamples(&rows[offset]) }
+            record.components = rows
+        }
+        return record
+    }
+
+    func component(id: Int64) throws(StoreError) -> ComponentRecord? {
+        let statement = componentStatement
+        defer { statement.reset() }
+        try statement.bind(id, at: 1)
+        guard try statement.step() else { return nil }
+        var record = try readComponent(statement, dimension: nil)
+        statement.reset()
+        try attachExamples(&record)
+        return record
+    }
+
+    private func readComponent(_ statement: Statement, dimension: Int?) throws(StoreError) -> ComponentRecord {
+        let id = statement.int64(at: 0) ?? 0
+        let u = try statement.float32Blob(at: 4) ?? []
+        let v = try statement.float32Blob(at: 5) ?? []
+        if let dimension, u.count != dimension || v.count != dimension {
+            throw .corrupt("component \(id): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
+        }
+        return ComponentRecord(
+            id: id, index: statement.int(at: 1) ?? 0, sigma: statement.double(at: 2) ?? 0,
+            energyShare: statement.double(at: 3) ?? 0, u: u, v: v, autoLabel: statement.text(at: 6) ?? "",
+            humanLabel: statement.text(at: 7), note: statement.text(at: 8), examples: [], tokenAggregates: [])
+    }
+
+    private func attachExamples(_ record: inout ComponentRecord) throws(StoreError) {
+        let examples = examplesStatement
+        defer { examples.reset() }
+        try examples.bind(record.id, at: 1)
+        while try examples.step() {
+            record.examples.append(StoredExample(
+                side: Side(rawValue: examples.text(at: 0) ?? "") ?? .query,
+                extreme: Extreme(rawValue: examples.text(at: 1) ?? "") ?? .high, rank: examples.int(at: 2) ?? 0,
+                promptRowID: examples.int64(at: 3) ?? 0, promptID: examples.text(at: 4) ?? "",
+                position: examples.int(at: 5) ?? 0, token: examples.text(at: 6) ?? "", score: examples.double(at: 7) ?? 0))
+        }
+        let aggregates = aggregatesStatement
+        defer { aggregates.reset() }
+        try aggregates.bind(record.id, at: 1)
+        while try aggregates.step() {
+            record.tokenAggregates.append(StoredTokenAggregate(
+                side: Side(rawValue: aggregates.text(at: 0) ?? "") ?? .query,
+                extreme: Extreme(rawValue: aggregates.text(at: 1) ?? "") ?? .high, rank: aggregates.int(at: 2) ?? 0,
+                token: aggregates.text(at: 3) ?? "", count: aggregates.int(at: 4) ?? 0,
+                meanScore: aggregates.double(at: 5) ?? 0))
+        }
+    }
+
+    func prompts(_ rows: Set<Int64>) throws(StoreError) -> [Int64: PromptContext] {
+        var contexts: [Int64: PromptContext] = [:]
+        let statement = promptStatement
+        for row in rows.sorted() {
+            defer { statement.reset() }
+            try statement.bind(row, at: 1)
+            guard try statement.step() else { continue }
+            let json = statement.text(at: 4) ?? "[]"
+            guard let tokens = try? JSONDecoder().decode([String].self, from: Data(json.utf8)) else {
+                throw .corrupt("prompt row \(row): tokens_json is not an array of strings")
+            }
+            contexts[row] = PromptContext(
+                rowID: row, captureID: statement.int64(at: 1) ?? 0, index: statement.int(at: 2) ?? 0,
+                promptID: statement.text(at: 3) ?? "", tokens: tokens)
+        }
+        return contexts
+    }
+}

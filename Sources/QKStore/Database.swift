@@ -1,0 +1,358 @@
+import CSQLite
+import Foundation
+
+/// A value bound to or read from SQLite.
+public enum SQLValue: Equatable, Sendable {
+    case null
+    case integer(Int)
+    case real(Double)
+    case text(String)
+    case blob(Data)
+}
+
+/// SQLite's "copy the buffer now" destructor.
+private let transientDestructor = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// One SQLite connection: busy timeout, foreign keys, extended result codes; closed on deinit.
+public final class Database {
+    /// How to open the file.
+    public enum Mode: Sendable {
+        /// Read and write, creating the file when missing.
+        case readWriteCreate
+        /// Read and write an existing file.
+        case readWrite
+        case readOnly
+    }
+
+    public let path: String
+    public let isReadOnly: Bool
+    let handle: OpaquePointer
+
+    /// Opens `path`; turns on foreign keys and extended result codes and sets the busy timeout.
+    public init(path: String, mode: Mode = .readWriteCreate, busyTimeoutMilliseconds: Int32 = 5000) throws(StoreError) {
+        let flags: Int32
+        switch mode {
+        case .readWriteCreate: flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        case .readWrite: flags = SQLITE_OPEN_READWRITE
+        case .readOnly: flags = SQLITE_OPEN_READONLY
+        }
+        var opened: OpaquePointer?
+        let code = sqlite3_open_v2(path, &opened, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard code == SQLITE_OK, let opened else {
+            let message = opened.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(code))
+            let extended = opened.map { sqlite3_extended_errcode($0) } ?? code
+            sqlite3_close_v2(opened)
+            throw .sqlite(code: extended, message: "\(message) (\(path))", sql: nil)
+        }
+        self.path = path
+        self.isReadOnly = mode == .readOnly
+        self.handle = opened
+        sqlite3_extended_result_codes(handle, 1)
+        try check(sqlite3_busy_timeout(handle, busyTimeoutMilliseconds), sql: nil)
+        try execute("PRAGMA foreign_keys = ON")
+    }
+
+    deinit {
+        // close_v2 defers the close until every statement (each holds a reference to us) is finalized.
+        sqlite3_close_v2(handle)
+    }
+
+    /// The one funnel from result codes to errors: passes OK, ROW and DONE through, throws the rest.
+    @discardableResult
+    public func check(_ code: Int32, sql: String?) throws(StoreError) -> Int32 {
+        switch code {
+        case SQLITE_OK, SQLITE_ROW, SQLITE_DONE:
+            return code
+        default:
+            let message = String(cString: sqlite3_errmsg(handle))
+            // The connection's extended code is the precise one; fall back to the code itself.
+            let extended = sqlite3_extended_errcode(handle)
+            throw .sqlite(code: (extended & 0xff) == (code & 0xff) ? extended : code, message: message, sql: sql)
+        }
+    }
+
+    /// Turns on the write-ahead log and checks that SQLite reports it on.
+    public func enableWriteAheadLog() throws(StoreError) {
+        let mode = try scalarText("PRAGMA journal_mode = WAL") ?? ""
+        guard mode.lowercased() == "wal" else { throw .walUnavailable(path: path, mode: mode) }
+        // In WAL mode NORMAL keeps the database consistent after a crash; only the last commits may be lost.
+        if !isReadOnly { try execute("PRAGMA synchronous = NORMAL") }
+        // A large ingest rewrites B-tree pages many times inside one transaction; a bigger page cache (64 MiB)
+        // keeps them in memory instead of spilling each version to the log.
+        try execute("PRAGMA cache_size = -65536")
+    }
+
+    /// Current `PRAGMA journal_mode`.
+    public func journalMode() throws(StoreError) -> String {
+        try scalarText("PRAGMA journal_mode") ?? ""
+    }
+
+    /// Runs a script of one or more statements without results.
+    public func execute(_ sql: String) throws(StoreError) {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let code = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
+        if code != SQLITE_OK {
+            let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(handle))
+            sqlite3_free(errorMessage)
+            throw .sqlite(code: sqlite3_extended_errcode(handle), message: message, sql: sql)
+        }
+    }
+
+    /// Compiles one statement.
+    public func prepare(_ sql: String) throws(StoreError) -> Statement {
+        var statement: OpaquePointer?
+        try check(sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil), sql: sql)
+        guard let statement else { throw .invalidArgument("no SQL statement in: \(sql)") }
+        return Statement(database: self, handle: statement, sql: sql)
+    }
+
+    /// Runs `body` inside BEGIN IMMEDIATE … COMMIT; rolls back and rethrows when it throws.
+    public func transaction<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        try execute("BEGIN IMMEDIATE")
+        let result: T
+        do {
+            result = try body()
+            try execute("COMMIT")
+        } catch {
+            if sqlite3_get_autocommit(handle) == 0 { try? execute("ROLLBACK") }
+            throw error
+        }
+        return result
+    }
+
+    /// True inside an explicit transaction.
+    public var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
+    /// Row id of the last insert on this connection.
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+
+    /// Statements prepared on this connection and not yet finalized.
+    var liveStatementCount: Int {
+        var count = 0
+        var statement = sqlite3_next_stmt(handle, nil)
+        while let current = statement {
+            count += 1
+            statement = sqlite3_next_stmt(handle, current)
+        }
+        return count
+    }
+
+    /// Rows changed by the last statement.
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// The first column of the first row, as an integer (nil: no row or NULL).
+    public func scalarInt(_ sql: String, _ values: [SQLValue] = []) throws(StoreError) -> Int? {
+        let statement = try prepare(sql)
+        try statement.bind(values)
+        return try statement.step() ? statement.int(at: 0) : nil
+    }
+
+    /// The first column of the first row, as text (nil: no row or NULL).
+    public func scalarText(_ sql: String, _ values: [SQLValue] = []) throws(StoreError) -> String? {
+        let statement = try prepare(sql)
+        try statement.bind(values)
+        return try statement.step() ? statement.text(at: 0) : nil
+    }
+}
+
+/// A prepared statement; finalized when the last reference goes.
+public final class Statement {
+    public let sql: String
+    let database: Database
+    let handle: OpaquePointer
+
+    fileprivate init(database: Database, handle: OpaquePointer, sql: String) {
+        self.database = database
+        self.handle = handle
+        self.sql = sql
+    }
+
+    deinit { sqlite3_finalize(handle) }
+
+    // MARK: Binding (indices are 1-based, as in SQLite)
+
+    public func bind(_ value: Int?, at index: Int32) throws(StoreError) {
+        guard let value else { return try bindNull(at: index) }
+        try database.check(sqlite3_bind_int64(handle, index, Int64(value)), sql: sql)
+    }
+
+    public func bind(_ value: Int64?, at index: Int32) throws(StoreError) {
+        guard let value else { return try bindNull(at: index) }
+        try database.check(sqlite3_bind_int64(handle, index, value), sql: sql)
+    }
+
+    public func bind(_ value: Double?, at index: Int32) throws(StoreError) {
+        guard let value else { return try bindNull(at: index) }
+        try database.check(sqlite3_bind_double(handle, index, value), sql: sql)
+    }
+
+    public func bind(_ value: String?, at index: Int32) throws(StoreError) {
+        guard let value else { return try bindNull(at: index) }
+        // An explicit byte length keeps any embedded NUL; an empty string must still bind a non-NULL pointer.
+        if value.isEmpty {
+            try database.check(sqlite3_bind_text(handle, index, "", 0, transientDestructor), sql: sql)
+            return
+        }
+        var copy = value
+        let code = copy.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { chars in
+                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), transientDestructor)
+            }
+        }
+        try database.check(code, sql: sql)
+    }
+
+    public func bind(_ value: Data?, at index: Int32) throws(StoreError) {
+        guard let value else { return try bindNull(at: index) }
+        let code = value.withUnsafeBytes { bytes in
+            // A zero-length blob still needs a non-NULL pointer, or SQLite stores NULL.
+            sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count),
+                              transientDestructor)
+        }
+        try database.check(code, sql: sql)
+    }
+
+    public func bindNull(at index: Int32) throws(StoreError) {
+        try database.check(sqlite3_bind_null(handle, index), sql: sql)
+    }
+
+    public func bind(_ value: SQLValue, at index: Int32) throws(StoreError) {
+        switch value {
+        case .null: try bindNull(at: index)
+        case let .integer(int): try bind(int, at: index)
+        case let .real(double): try bind(double, at: index)
+        case let .text(string): try bind(string, at: index)
+        case let .blob(data): try bind(data, at: index)
+        }
+    }
+
+    /// Binds `values` to parameters 1, 2, …
+    public func bind(_ values: [SQLValue]) throws(StoreError) {
+        for (offset, value) in values.enumerated() { try bind(value, at: Int32(offset + 1)) }
+    }
+
+    /// The index of a named parameter such as `:name`, `@name` or `$name`.
+    public func parameterIndex(_ name: String) throws(StoreError) -> Int32 {
+        let index = sqlite3_bind_parameter_index(handle, name)
+        guard index > 0 else { throw .invalidArgument("no parameter \(name) in: \(sql)") }
+        return index
+    }
+
+    public func bind(_ value: Int?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
+    public func bind(_ value: Double?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
+    public func bind(_ value: String?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
+    public func bind(_ value: Data?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
+    public func bind(_ value: SQLValue, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
+
+    /// Binds a float vector as a little-endian float32 BLOB without an intermediate copy on little-endian hosts.
+    public func bindFloat32Blob(_ vector: [Float], at index: Int32) throws(StoreError) {
+        #if _endian(little)
+        let code = vector.withUnsafeBytes { bytes in
+            sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count),
+                              transientDestructor)
+        }
+        try database.check(code, sql: sql)
+        #else
+        try bind(Float32Blob.encode(vector), at: index)
+        #endif
+    }
+
+    // MARK: Stepping
+
+    /// Advances; true when a row is available, false when done.
+    @discardableResult
+    public func step() throws(StoreError) -> Bool {
+        try database.check(sqlite3_step(handle), sql: sql) == SQLITE_ROW
+    }
+
+    /// Runs to completion, ignoring rows; then resets for reuse.
+    public func run() throws(StoreError) {
+        defer { sqlite3_reset(handle) }
+        while try step() {}
+    }
+
+    /// Makes the statement ready to run again; bindings stay unless cleared.
+    public func reset(clearBindings: Bool = false) {
+        sqlite3_reset(handle)
+        if clearBindings { sqlite3_clear_bindings(handle) }
+    }
+
+    // MARK: Reading columns (0-based); NULL reads as nil
+
+    public var columnCount: Int { Int(sqlite3_column_count(handle)) }
+
+    public func columnName(at index: Int32) -> String { String(cString: sqlite3_column_name(handle, index)) }
+
+    public func isNull(at index: Int32) -> Bool { sqlite3_column_type(handle, index) == SQLITE_NULL }
+
+    public func int(at index: Int32) -> Int? {
+        isNull(at: index) ? nil : Int(sqlite3_column_int64(handle, index))
+    }
+
+    public func int64(at index: Int32) -> Int64? {
+        isNull(at: index) ? nil : sqlite3_column_int64(handle, index)
+    }
+
+    public func double(at index: Int32) -> Double? {
+        isNull(at: index) ? nil : sqlite3_column_double(handle, index)
+    }
+
+    public func text(at index: Int32) -> String? {
+        guard !isNull(at: index), let pointer = sqlite3_column_text(handle, index) else { return nil }
+        let count = Int(sqlite3_column_bytes(handle, index))
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
+    }
+
+    public func blob(at index: Int32) -> Data? {
+        guard !isNull(at: index) else { return nil }
+        let count = Int(sqlite3_column_bytes(handle, index))
+        guard count > 0, let pointer = sqlite3_column_blob(handle, index) else { return Data() }
+        return Data(bytes: pointer, count: count)
+    }
+
+    /// A little-endian float32 BLOB column as floats (nil: NULL).
+    public func float32Blob(at index: Int32) throws(StoreError) -> [Float]? {
+        guard !isNull(at: index) else { return nil }
+        let count = Int(sqlite3_column_bytes(handle, index))
+        guard count % 4 == 0 else {
+            throw .corrupt("a float32 BLOB of \(count) bytes (not a multiple of 4) in column \(columnName(at: index))")
+        }
+        guard count > 0, let pointer = sqlite3_column_blob(handle, index) else { return [] }
+        return Float32Blob.decode(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+
+    public func value(at index: Int32) -> SQLValue {
+        switch sqlite3_column_type(handle, index) {
+        case SQLITE_INTEGER: return .integer(Int(sqlite3_column_int64(handle, index)))
+        case SQLITE_FLOAT: return .real(sqlite3_column_double(handle, index))
+        case SQLITE_TEXT: return .text(text(at: index) ?? "")
+        case SQLITE_BLOB: return .blob(blob(at: index) ?? Data())
+        default: return .null
+        }
+    }
+}
+
+/// Vectors stored as little-endian float32 BLOBs (`numpy.frombuffer(blob, "<f4")`).
+public enum Float32Blob {
+    public static func encode(_ vector: [Float]) -> Data {
+        var data = Data(count: vector.count * 4)
+        data.withUnsafeMutableBytes { bytes in
+            for (offset, value) in vector.enumerated() {
+                bytes.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: offset * 4, as: UInt32.self)
+            }
+        }
+        return data
+    }
+
+    public static func encode(_ vector: [Double]) -> Data { encode(vector.map { Float($0) }) }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> [Float] {
+        (0 ..< bytes.count / 4).map { offset in
+            Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset * 4, as: UInt32.self)))
+        }
+    }
+
+    public static func decode(_ data: Data) -> [Float] {
+        data.withUnsafeBytes { decode($0) }
+    }
+}

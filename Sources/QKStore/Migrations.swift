@@ -1,0 +1,79 @@
+import Foundation
+
+/// One schema migration: `Migrations/NNNN_name.sql`, embedded in the binary.
+public struct Migration: Sendable, Equatable {
+    public let version: Int
+    public let name: String
+    public let fileName: String
+    public let sql: String
+}
+
+/// Applies the embedded migrations in order, each inside one transaction.
+public enum Migrator {
+    /// Every migration this build knows, in version order.
+    public static let all: [Migration] = EmbeddedMigrations.files.enumerated().map { offset, file in
+        let stem = file.name.hasSuffix(".sql") ? String(file.name.dropLast(4)) : file.name
+        let parts = stem.split(separator: "_", maxSplits: 1)
+        guard let version = Int(parts[0]), parts.count == 2, version == offset + 1 else {
+            preconditionFailure("migration \(file.name) must be named \(String(format: "%04d", offset + 1))_name.sql")
+        }
+        return Migration(version: version, name: String(parts[1]), fileName: file.name, sql: file.sql)
+    }
+
+    /// The schema version this build writes.
+    public static var currentVersion: Int { all.last?.version ?? 0 }
+
+    /// `PRAGMA user_version`: the last migration applied (0 for an empty database).
+    public static func version(of database: Database) throws(StoreError) -> Int {
+        try database.scalarInt("PRAGMA user_version") ?? 0
+    }
+
+    /// Refuses catalogs written by a newer build and files that are not catalogs, without writing.
+    public static func checkCompatible(_ database: Database) throws(StoreError) -> Int {
+        let found = try version(of: database)
+        if found > currentVersion {
+            throw .newerCatalog(path: database.path, found: found, supported: currentVersion)
+        }
+        if found == 0, try database.scalarInt("SELECT count(*) FROM sqlite_master") ?? 0 > 0 {
+            throw .notACatalog(path: database.path)
+        }
+        if found > 0 {
+            let recorded = try database.scalarInt("SELECT max(version) FROM qkcat_migrations")
+            guard recorded == found else {
+                throw .corrupt("\(database.path): user_version \(found) but migrations table records \(recorded.map(String.init) ?? "none")")
+            }
+        }
+        return found
+    }
+
+    /// Applies every migration newer than the database's version; returns the versions applied.
+    @discardableResult
+    public static func migrate(_ database: Database, upTo target: Int = currentVersion) throws(StoreError) -> [Int] {
+        let found = try checkCompatible(database)
+        var applied: [Int] = []
+        for migration in all where migration.version > found && migration.version <= target {
+            try database.transaction { () throws(StoreError) in
+                // Re-read inside the write lock: another process may have migrated meanwhile.
+                guard try version(of: database) < migration.version else { return }
+                try database.execute(migration.sql)
+                let record = try database.prepare(
+                    "INSERT INTO qkcat_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                try record.bind([.integer(migration.version), .text(migration.name), .text(Timestamp.now())])
+                try record.run()
+                try database.execute("PRAGMA user_version = \(migration.version)")
+                applied.append(migration.version)
+            }
+        }
+        return applied
+    }
+}
+
+/// ISO 8601 UTC timestamps as stored in the catalog.
+enum Timestamp {
+    static func now() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date())
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+@testable import QKStore
+
+/// The repository root, found from this file's path (Tests/QKStoreTests/…).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+@Suite struct MigrationsTests {
+    @Test func embeddedMigrationsEqualTheFilesByteForByte() throws {
+        let directory = repositoryRoot.appendingPathComponent("Migrations")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            .filter { $0.hasSuffix(".sql") }.sorted()
+        #expect(!files.isEmpty)
+        #expect(EmbeddedMigrations.files.map(\.name) == files, "run Migrations/embed.sh")
+        for (name, sql) in EmbeddedMigrations.files {
+            let bytes = try Data(contentsOf: directory.appendingPathComponent(name))
+            #expect(Data(sql.utf8) == bytes, "\(name) differs from its embedded copy: run Migrations/embed.sh")
+        }
+    }
+
+    @Test func migrationsAreNumberedFromOne() {
+        #expect(Migrator.all.map(\.version) == Array(1 ... Migrator.all.count))
+        #expect(Migrator.all.first?.name == "initial")
+        #expect(Migrator.currentVersion == Migrator.all.count)
+    }
+
+    @Test func migratingAnEmptyDatabaseYieldsExactlyTheSchema() throws {
+        let temporary = TemporaryDatabase()
+        let migrated = try Database(path: temporary.path)
+        #expect(try Migrator.migrate(migrated) == Array(1 ... Migrator.currentVersion))
+
+        let schemaSQL = try String(contentsOf: repositoryRoot.appendingPathComponent("Schema/schema.sql"), encoding: .utf8)
+        let reference = try Database(path: temporary.sibling("schema.sqlite"))
+        try reference.execute(schemaSQL)
+
+        let migratedObjects = try schemaObjects(migrated)
+        let referenceObjects = try schemaObjects(reference)
+        #expect(migratedObjects.count > 20)  // tables, indexes, triggers, FTS shadow tables
+        // Same objects with the same SQL; the difference lists only what disagrees.
+        #expect(Set(migratedObjects).symmetricDifference(referenceObjects).sorted() == [])
+        #expect(migratedObjects == referenceObjects)
+        #expect(try Migrator.version(of: migrated) == Migrator.currentVersion)
+    }
+
+    @Test func migrationsAreRecordedAndNotRepeated() throws {
+        let temporary = TemporaryDatabase()
+        _ = try Catalog.open(path: temporary.path)
+        let catalog = try Catalog.open(path: temporary.path)
+        let statement = try catalog.database.prepare("SELECT version, name FROM qkcat_migrations ORDER BY version")
+        var rows: [String] = []
+        while try statement.step() { rows.append("\(statement.int(at: 0) ?? -1) \(statement.text(at: 1) ?? "")") }
+        #expect(rows == Migrator.all.map { "\($0.version) \($0.name)" })
+        #expect(try catalog.database.scalarInt("PRAGMA user_version") == Migrator.currentVersion)
+        #expect(try catalog.database.journalMode() == "wal")
+        #expect(try catalog.database.scalarInt("PRAGMA foreign_keys") == 1)
+    }
+
+    @Test func newerCatalogIsRefusedAndLeftUnchanged() throws {
+        let temporary = TemporaryDatabase()
+        do {
+            let database = try Database(path: temporary.path)
+            try database.execute("CREATE TABLE future (x); INSERT INTO future VALUES (1); PRAGMA user_version = 99")
+        }
+        let before = try Data(contentsOf: URL(fileURLWithPath: temporary.path))
+        let expected = StoreError.newerCatalog(path: temporary.path, found: 99, supported: Migrator.currentVersion)
+        #expect(throws: expected) { _ = try Catalog.open(path: temporary.path) }
+        #expect(throws: expected) { _ = try Catalog.open(path: temporary.path, readOnly: true) }
+        let after = try Data(contentsOf: URL(fileURLWithPath: temporary.path))
+        #expect(before == after)
+        #expect(!FileManager.default.fileExists(atPath: temporary.path + "-wal"))
+        #expect(expected.description.contains("newer than this qkcat supports"))
+    }
+
+    @Test func foreignDatabaseIsRefused() throws {
+        let temporary = TemporaryDatabase()
+        do {
+            let database = try Database(path: temporary.path)
+            try database.execute("CREATE TABLE someone_elses (x)")
+        }
+        #expect(throws: StoreError.notACatalog(path: temporary.path)) { _ = try Catalog.open(path: temporary.path) }
+    }
+
+    @Test func readOnlyOpenNeedsAnUpToDateCatalog() throws {
+        let temporary = TemporaryDatabase()
+        #expect(throws: StoreError.notFound(what: "catalog \(temporary.path)")) {
+            _ = try Catalog.open(path: temporary.path, readOnly: true)
+        }
+        do { _ = try Database(path: temporary.path) }  // an empty file: version 0
+        #expect(throws: StoreError.outdatedCatalog(path: temporary.path, found: 0, current: Migrator.currentVersion)) {
+            _ = try Catalog.open(path: temporary.path, readOnly: true)
+        }
+        _ = try Catalog.open(path: temporary.path)
+        let reader = try Catalog.open(path: temporary.path, readOnly: true)
+        #expect(try reader.listModels().isEmpty)
+        #expect(throws: StoreError.self) { try reader.database.execute("INSERT INTO models (name, n_layers, n_heads, n_kv_heads, d_head) VALUES ('m', 1, 1, 1, 1)") }
+    }
+
+    /// `sqlite_master` rows as (type, name, table, SQL without comments and with normalized spacing), sorted.
+    private func schemaObjects(_ database: Database) throws -> [String] {
+        let statement = try database.prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+        var objects: [String] = []
+        while try statement.step() {
+            let sql = normalize(statement.text(at: 3) ?? "")
+            objects.append("\(statement.text(at: 0) ?? "") \(statement.text(at: 1) ?? "") \(statement.text(at: 2) ?? ""): \(sql)")
+        }
+        return objects
+    }
+
+    private func normalize(_ sql: String) -> String {
+        let withoutComments = sql.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            line.range(of: "--").map { String(line[..<$0.lowerBound]) } ?? String(line)
+        }.joined(separator: " ")
+        var collapsed = withoutComments.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        for (from, to) in [(" ,", ","), ("( ", "("), (" )", ")")] {
+            collapsed = collapsed.replacingOccurrences(of: from, with: to)
+        }
+        return collapsed
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import QKStore
-
-@Test func placeholder() { #expect(Bool(true)) }
