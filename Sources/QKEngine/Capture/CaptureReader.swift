@@ -166,15 +166,10 @@ enum CaptureHeaderParser {
 
     static func parse(_ url: URL) throws(EngineError) -> CaptureHeader {
         let file = CaptureReader.headerFileName
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw .io(path: file, message: "cannot read: \((error as NSError).localizedDescription)")
-        }
+        let data = try readWholeFile(url, displayName: file)
         let root: JSONValue
         do {
-            root = try JSONParser.parse([UInt8](data))
+            root = try JSONParser.parse(data)
         } catch {
             throw .invalidJSON(file: file, line: nil, message: error.message)
         }

@@ -55,3 +55,21 @@ final class MappedFile: @unchecked Sendable {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, Int32(MADV_DONTNEED))
     }
 }
+
+/// The whole content of a (small) file; errors name it as `displayName`.
+func readWholeFile(_ url: URL, displayName: String) throws(EngineError) -> [UInt8] {
+    guard let stream = fopen(url.path, "rb") else {
+        throw .io(path: displayName, message: "cannot open: \(String(cString: strerror(errno)))")
+    }
+    defer { fclose(stream) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { fread($0.baseAddress!, 1, $0.count, stream) }
+        bytes += chunk[..<count]
+        if count < chunk.count {
+            if ferror(stream) != 0 { throw .io(path: displayName, message: "read failed: \(String(cString: strerror(errno)))") }
+            return bytes
+        }
+    }
+}
