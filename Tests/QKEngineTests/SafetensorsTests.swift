@@ -267,3 +267,28 @@ struct TensorDecodingTests {
         #expect(before == values)
     }
 }
+
+@Suite("Tensor row blocks")
+struct TensorRowBlockTests {
+    @Test("decodeRows returns a block of rows with every head, and indexes a bad value in the whole tensor")
+    func rowBlocks() throws {
+        let directory = try TemporaryDirectory()
+        let (rows, heads, width) = (5, 3, 4)
+        var values = representable(rows * heads * width, seed: 2)
+        let file = try openRaw(directory, header: #"{"t":{"dtype":"BF16","shape":[5,3,4],"data_offsets":[0,120]}}"#,
+                               data: TensorEncoder.encode(values, as: .bf16))
+        let view = try tensor(file, "t")
+        var block = [Float](repeating: .nan, count: 2 * heads * width)
+        try block.withUnsafeMutableBufferPointer { try view.decodeRows(2..<4, into: $0) }
+        #expect(block == Array(values[(2 * heads * width)..<(4 * heads * width)]))
+
+        values[(3 * heads + 1) * width + 2] = .infinity
+        let bad = try openRaw(directory, header: #"{"t":{"dtype":"BF16","shape":[5,3,4],"data_offsets":[0,120]}}"#,
+                              data: TensorEncoder.encode(values, as: .bf16))
+        let badView = try tensor(bad, "t")
+        #expect(throws: EngineError.nonFiniteValue(file: fileName, tensor: "t", index: [3, 1, 2])) {
+            try block.withUnsafeMutableBufferPointer { try badView.decodeRows(2..<4, into: $0) }
+        }
+        try block.withUnsafeMutableBufferPointer { try badView.decodeRows(0..<2, into: $0) }
+    }
+}

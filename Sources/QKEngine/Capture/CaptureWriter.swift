@@ -107,23 +107,29 @@ public final class CaptureWriter {
             }
         }
 
-        var keyObjects: [[String: Any]] = []
-        for key in keys {
-            var object: [String: Any] = ["position": key.position]
-            if !key.labels.isEmpty { object["labels"] = key.labels }
-            keyObjects.append(object)
+        // The line is built by hand (keys in sorted order, strings escaped by the JSON module's own
+        // escaper): JSONSerialization took most of the writer's time on the benchmark capture.
+        var line = "{\"id\":"
+        JSONValue.writeString(id, to: &line)
+        line += ",\"keys\":["
+        for (index, key) in keys.enumerated() {
+            line += index == 0 ? "{" : ",{"
+            if !key.labels.isEmpty {
+                line += "\"labels\":"
+                CaptureWriter.writeLabels(key.labels, to: &line)
+                line += ","
+            }
+            line += "\"position\":\(key.position)}"
         }
-        let line: [String: Any] = [
-            "id": id, "tokens": tokens,
-            "query": ["position": queryPosition, "labels": queryLabels] as [String: Any],
-            "keys": keyObjects,
-        ]
-        var lineBytes: [UInt8]
-        do {
-            lineBytes = [UInt8](try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes]))
-        } catch {
-            throw .invalidOption(name: "prompt", message: "cannot encode prompt '\(id)' as JSON: \(error)")
+        line += "],\"query\":{\"labels\":"
+        CaptureWriter.writeLabels(queryLabels, to: &line)
+        line += ",\"position\":\(queryPosition)},\"tokens\":["
+        for (index, token) in tokens.enumerated() {
+            if index > 0 { line += "," }
+            JSONValue.writeString(token, to: &line)
         }
+        line += "]}"
+        var lineBytes = Array(line.utf8)
         lineBytes.append(0x0A)
         try promptsFile!.write(lineBytes)
         for layer in layers {
@@ -133,6 +139,17 @@ public final class CaptureWriter {
         seenIDs.insert(id)
         promptCount += 1
         keyCount += keys.count
+    }
+
+    private static func writeLabels(_ labels: [String: String], to out: inout String) {
+        out += "{"
+        for (index, name) in labels.keys.sorted().enumerated() {
+            if index > 0 { out += "," }
+            JSONValue.writeString(name, to: &out)
+            out += ":"
+            JSONValue.writeString(labels[name]!, to: &out)
+        }
+        out += "}"
     }
 
     private func spool(_ values: [Float], to file: OutputFile) throws(EngineError) {

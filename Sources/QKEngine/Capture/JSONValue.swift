@@ -60,7 +60,8 @@ enum JSONValue: Equatable {
         }
     }
 
-    private static func writeString(_ value: String, to out: inout String) {
+    /// Appends `value` as a JSON string literal (quotes, backslashes and control characters escaped).
+    static func writeString(_ value: String, to out: inout String) {
         out += "\""
         for scalar in value.unicodeScalars {
             switch scalar {

@@ -64,12 +64,17 @@ public struct TensorView: @unchecked Sendable {
         let rowStride = heads * width * elementSize
         let source = mapping.base + fileRange.lowerBound + head * width * elementSize
         let output = destination.baseAddress!
-        for row in 0..<rows {
-            let rowOutput = output + row * width
-            if !TensorDecoder.decode(dtype, from: source + row * rowStride, to: rowOutput, count: width) {
-                let bad = TensorDecoder.firstNonFinite(rowOutput, count: width)
-                throw .nonFiniteValue(file: file, tensor: name, index: [row, head, bad])
-            }
+        // One dtype switch per slice, so each row loop calls a known (inlined) decoder.
+        let badRow: Int?
+        switch dtype {
+        case .bf16: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeBF16, source, rowStride, output, width, rows)
+        case .f16: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF16, source, rowStride, output, width, rows)
+        case .f32: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF32, source, rowStride, output, width, rows)
+        case .f64: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF64, source, rowStride, output, width, rows)
+        }
+        if let row = badRow {
+            let bad = TensorDecoder.firstNonFinite(output + row * width, count: width)
+            throw .nonFiniteValue(file: file, tensor: name, index: [row, head, bad])
         }
     }
 
@@ -77,17 +82,29 @@ public struct TensorView: @unchecked Sendable {
     ///
     /// Throws `.nonFiniteValue` with the full multi-dimensional index of the first NaN or infinity.
     public func decodeAll(into destination: UnsafeMutableBufferPointer<Float>) throws(EngineError) {
-        let total = elementCount
+        try decodeRows(0..<(shape.first ?? 1), into: destination)
+    }
+
+    /// Decodes rows `rows` of the first axis (every head of them, contiguous in the file) into `destination`,
+    /// row-major; with a block of rows at a time a caller can work on all heads while they are in cache.
+    ///
+    /// Throws `.nonFiniteValue` with the full multi-dimensional index of the first NaN or infinity.
+    public func decodeRows(_ rows: Range<Int>, into destination: UnsafeMutableBufferPointer<Float>) throws(EngineError) {
+        let rowCount = shape.first ?? 1
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= rowCount, "rows \(rows) outside 0..<\(rowCount) of '\(name)'")
+        let rowElements = shape.isEmpty ? 1 : shape.dropFirst().reduce(1, *)
+        let total = rows.count * rowElements
         precondition(destination.count >= total, "destination holds \(destination.count) floats, needs \(total)")
         guard total > 0 else { return }
         let chunk = 1 << 16
-        let source = mapping.base + fileRange.lowerBound
+        let first = rows.lowerBound * rowElements
+        let source = mapping.base + fileRange.lowerBound + first * dtype.byteSize
         let output = destination.baseAddress!
         var start = 0
         while start < total {
             let count = min(chunk, total - start)
             if !TensorDecoder.decode(dtype, from: source + start * dtype.byteSize, to: output + start, count: count) {
-                var flat = start + TensorDecoder.firstNonFinite(output + start, count: count)
+                var flat = first + start + TensorDecoder.firstNonFinite(output + start, count: count)
                 var index = [Int](repeating: 0, count: shape.count)
                 for axis in shape.indices.reversed() {
                     index[axis] = flat % shape[axis]
@@ -123,93 +140,67 @@ enum TensorDecoder {
         }
     }
 
+    /// Decodes `rows` rows of `width` elements, `rowStride` bytes apart, into consecutive output rows;
+    /// returns the first row holding a non-finite value, if any.
+    @inline(__always)
+    static func decodeRows(_ decodeRow: (UnsafeRawPointer, UnsafeMutablePointer<Float>, Int) -> Bool,
+                           _ source: UnsafeRawPointer, _ rowStride: Int, _ output: UnsafeMutablePointer<Float>,
+                           _ width: Int, _ rows: Int) -> Int? {
+        for row in 0..<rows where !decodeRow(source + row &* rowStride, output + row &* width, width) {
+            return row
+        }
+        return nil
+    }
+
     /// Index of the first NaN or infinity among `count` decoded floats (`count` if none).
     static func firstNonFinite(_ values: UnsafePointer<Float>, count: Int) -> Int {
         (0..<count).first { !values[$0].isFinite } ?? count
     }
 
+    // Plain loops that LLVM vectorizes (vpmovzxwd + shift, vcvtph2ps, vcvtpd2ps); finiteness is an
+    // unsigned max over the magnitude bits, a reduction that vectorizes too, checked once per call.
+
+    @inline(__always)
     static func decodeBF16(_ source: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>, _ count: Int) -> Bool {
-        let rawOutput = UnsafeMutableRawPointer(output)
-        var nonFinite = SIMDMask<SIMD16<Int32>>(repeating: false)
-        var index = 0
-        while index + 16 <= count {
-            let raw = source.loadUnaligned(fromByteOffset: index * 2, as: SIMD16<UInt16>.self)
-            let bits = SIMD16<UInt32>(truncatingIfNeeded: raw) &<< 16
-            rawOutput.storeBytes(of: bits, toByteOffset: index * 4, as: SIMD16<UInt32>.self)
-            nonFinite .|= (bits & exponentMask) .== exponentMask
-            index += 16
-        }
-        var tailBad = false
-        while index < count {
-            let bits = UInt32(source.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self)) << 16
+        var largestMagnitude: UInt32 = 0
+        for index in 0..<count {
+            let bits = UInt32(source.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self)) &<< 16
             output[index] = Float(bitPattern: bits)
-            tailBad = tailBad || (bits & exponentMask) == exponentMask
-            index += 1
+            largestMagnitude = max(largestMagnitude, bits & 0x7FFF_FFFF)
         }
-        return !any(nonFinite) && !tailBad
+        return largestMagnitude < exponentMask
     }
 
+    @inline(__always)
     static func decodeF16(_ source: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>, _ count: Int) -> Bool {
-        let rawOutput = UnsafeMutableRawPointer(output)
-        var nonFinite = SIMDMask<SIMD16<Int16>>(repeating: false)
-        let mask: UInt16 = 0x7C00
-        var index = 0
-        while index + 16 <= count {
-            let raw = source.loadUnaligned(fromByteOffset: index * 2, as: SIMD16<UInt16>.self)
-            let halves = unsafeBitCast(raw, to: SIMD16<Float16>.self)
-            rawOutput.storeBytes(of: SIMD16<Float>(halves), toByteOffset: index * 4, as: SIMD16<Float>.self)
-            nonFinite .|= (raw & mask) .== mask
-            index += 16
-        }
-        var tailBad = false
-        while index < count {
-            let bits = source.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self)
+        var largestMagnitude: UInt16 = 0
+        for index in 0..<count {
+            let bits = source.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self)
             output[index] = Float(Float16(bitPattern: bits))
-            tailBad = tailBad || (bits & mask) == mask
-            index += 1
+            largestMagnitude = max(largestMagnitude, bits & 0x7FFF)
         }
-        return !any(nonFinite) && !tailBad
+        return largestMagnitude < 0x7C00
     }
 
+    @inline(__always)
     static func decodeF32(_ source: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>, _ count: Int) -> Bool {
-        let rawOutput = UnsafeMutableRawPointer(output)
-        var nonFinite = SIMDMask<SIMD16<Int32>>(repeating: false)
-        var index = 0
-        while index + 16 <= count {
-            let bits = source.loadUnaligned(fromByteOffset: index * 4, as: SIMD16<UInt32>.self)
-            rawOutput.storeBytes(of: bits, toByteOffset: index * 4, as: SIMD16<UInt32>.self)
-            nonFinite .|= (bits & exponentMask) .== exponentMask
-            index += 16
-        }
-        var tailBad = false
-        while index < count {
-            let bits = source.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)
+        var largestMagnitude: UInt32 = 0
+        for index in 0..<count {
+            let bits = source.loadUnaligned(fromByteOffset: index &* 4, as: UInt32.self)
             output[index] = Float(bitPattern: bits)
-            tailBad = tailBad || (bits & exponentMask) == exponentMask
-            index += 1
+            largestMagnitude = max(largestMagnitude, bits & 0x7FFF_FFFF)
         }
-        return !any(nonFinite) && !tailBad
+        return largestMagnitude < exponentMask
     }
 
+    @inline(__always)
     static func decodeF64(_ source: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>, _ count: Int) -> Bool {
-        let rawOutput = UnsafeMutableRawPointer(output)
-        var nonFinite = SIMDMask<SIMD8<Int32>>(repeating: false)
-        var index = 0
-        while index + 8 <= count {
-            let bits = source.loadUnaligned(fromByteOffset: index * 8, as: SIMD8<UInt64>.self)
-            let narrowed = SIMD8<Float>(unsafeBitCast(bits, to: SIMD8<Double>.self))
-            rawOutput.storeBytes(of: narrowed, toByteOffset: index * 4, as: SIMD8<Float>.self)
-            let narrowedBits = unsafeBitCast(narrowed, to: SIMD8<UInt32>.self)
-            nonFinite .|= (narrowedBits & exponentMask) .== exponentMask
-            index += 8
-        }
-        var tailBad = false
-        while index < count {
-            let value = Float(Double(bitPattern: source.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)))
+        var largestMagnitude: UInt32 = 0
+        for index in 0..<count {
+            let value = Float(Double(bitPattern: source.loadUnaligned(fromByteOffset: index &* 8, as: UInt64.self)))
             output[index] = value
-            tailBad = tailBad || !value.isFinite
-            index += 1
+            largestMagnitude = max(largestMagnitude, value.bitPattern & 0x7FFF_FFFF)
         }
-        return !any(nonFinite) && !tailBad
+        return largestMagnitude < exponentMask
     }
 }
