@@ -164,6 +164,9 @@ struct CaptureRoundTripTests {
         }
         let writer = try CaptureWriter(directory: directory.url, model: model, positional: "none", layers: [1],
                                        features: [FeatureInfo(name: "f", kind: "semantic")], dataset: nil, dtype: .f16)
+        #expect(throws: EngineError.invalidOption(name: "prompts", message: "a capture needs at least one prompt")) {
+            try writer.finish()
+        }
         let q: [Int: [Float]] = [1: [1, 2, 3, 4]]
         let k: [Int: [Float]] = [1: [1, 2]]
         try writer.addPrompt(id: "a", tokens: ["x", "y"], queryPosition: 1, queryLabels: ["f": "v"],

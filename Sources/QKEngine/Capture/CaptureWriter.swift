@@ -161,6 +161,7 @@ public final class CaptureWriter {
     /// Writes the safetensors file and `capture.json`, and removes the spool files.
     public func finish() throws(EngineError) {
         precondition(!finished, "finish called twice")
+        guard promptCount > 0 else { throw .invalidOption(name: "prompts", message: "a capture needs at least one prompt") }
         finished = true
         defer { try? FileManager.default.removeItem(at: spoolDirectory) }
         try promptsFile!.close()

@@ -1,0 +1,4 @@
+import Testing
+@testable import QKEngine
+
+@Test func placeholder() { #expect(Bool(true)) }
