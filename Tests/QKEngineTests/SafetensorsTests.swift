@@ -292,3 +292,25 @@ struct TensorRowBlockTests {
         try block.withUnsafeMutableBufferPointer { try badView.decodeRows(0..<2, into: $0) }
     }
 }
+
+@Suite("Safetensors writer")
+struct SafetensorsWriterTests {
+    @Test("written files read back: metadata, 8-byte aligned data area, every tensor in order")
+    func writeAndRead() throws {
+        let directory = try TemporaryDirectory()
+        let values = representable(2 * 3 * 5)
+        try SafetensorsWriter.write([
+            SafetensorsTensor(name: "b", dtype: .f16, shape: [2, 3, 5], values: values),
+            SafetensorsTensor(name: "a", dtype: "U8", shape: [3], data: [1, 2, 3]),
+            SafetensorsTensor(name: "c", dtype: .f64, shape: [2, 3, 5], values: values),
+        ], metadata: ["source": "test"], to: directory.path(fileName))
+        let file = try SafetensorsFile(url: directory.path(fileName), displayName: fileName)
+        let dataStart = file.entries["b"]!.fileRange.lowerBound
+        #expect(dataStart % 8 == 0)
+        #expect(file.entries["a"]!.fileRange == (dataStart + 60)..<(dataStart + 63))
+        #expect(file.entries["c"]!.fileRange == (dataStart + 63)..<(dataStart + 303))
+        #expect(try decodeAll(tensor(file, "b")) == values)
+        #expect(try decodeAll(tensor(file, "c")) == values)
+        #expect(file.mapping.size == dataStart + 303)
+    }
+}
