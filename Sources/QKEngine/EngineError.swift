@@ -6,6 +6,8 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     case io(path: String, message: String)
     /// A file is not valid JSON (or a JSON Lines line is not).
     case invalidJSON(file: String, line: Int?, message: String)
+    /// A file's content is unusable as a whole (wrong top-level type, no prompts, too short).
+    case invalidContent(file: String, line: Int?, message: String)
     /// A field is missing, of the wrong type or out of range.
     case invalidField(file: String, line: Int?, field: String, message: String)
     /// The capture's format version is newer than this reader knows.
@@ -24,6 +26,8 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(path): \(message)"
         case let .invalidJSON(file, line, message):
             return "\(at(file, line)): invalid JSON: \(message)"
+        case let .invalidContent(file, line, message):
+            return "\(at(file, line)): \(message)"
         case let .invalidField(file, line, field, message):
             return "\(at(file, line)): field '\(field)': \(message)"
         case let .unsupportedVersion(file, found, supported):
