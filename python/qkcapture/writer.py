@@ -41,6 +41,12 @@ def _positive_int(value: Any, field: str) -> int:
     return int(value)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
@@ -128,6 +134,7 @@ class CaptureWriter:
         parent = os.path.dirname(self.path)
         os.makedirs(parent, exist_ok=True)
         self._work = tempfile.mkdtemp(prefix=f".{os.path.basename(self.path)}.partial-", dir=parent)
+        os.chmod(self._work, 0o777 & ~_current_umask())  # mkdtemp makes it 0700; a capture is an ordinary directory
         # Removes the working directory if the writer is dropped without close() or abort().
         self._cleanup = weakref.finalize(self, _remove_tree, self._work)
         try:
