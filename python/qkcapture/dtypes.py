@@ -5,6 +5,8 @@ IEEE float32. Conversion to bf16 rounds to nearest, ties to even, on the bits.
 """
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 
 #: Capture dtype name (safetensors spelling) -> numpy dtype of the stored elements.
@@ -14,6 +16,10 @@ STORAGE = {
     "BF16": np.dtype("<u2"),
     "F64": np.dtype("<f8"),
 }
+
+# The smallest float32 that rounds to bf16 infinity: halfway between bf16's largest finite
+# value (0x7F7F) and the next step (2^128), i.e. the bit pattern 0x7F7F8000.
+_BF16_OVERFLOW = np.array([0x7F7F8000], dtype=np.uint32).view(np.float32)[0]
 
 _ALIASES = {
     "f32": "F32", "float32": "F32", "float": "F32",
@@ -40,15 +46,28 @@ def float32_to_bf16_bits(x) -> np.ndarray:
     values beyond bf16's largest finite value round to infinity as IEEE rounding does.
     """
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    # Adding 0x7FFF plus the lowest kept bit rounds to nearest with ties to even; the carry
-    # may run into the exponent, which is exactly the correct rounding up to the next binade.
-    lsb = (bits >> np.uint32(16)) & np.uint32(1)
-    rounded = ((bits + np.uint32(0x7FFF) + lsb) >> np.uint32(16)).astype(np.uint16)
+    rounded = _round_finite_to_bf16(bits)
     is_nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
     if is_nan.any():
+        # Rounding would carry a NaN's payload into the sign or turn it into an infinity.
         quiet = ((bits >> np.uint32(16)) | np.uint32(0x0040)).astype(np.uint16)
         rounded = np.where(is_nan, quiet, rounded)
     return rounded
+
+
+def _round_finite_to_bf16(bits: np.ndarray) -> np.ndarray:
+    """bf16 bits of float32 bit patterns `bits` (uint32), exact for every non-NaN input.
+
+    Adding 0x7FFF plus the lowest kept bit rounds to nearest with ties to even; a carry into
+    the exponent is exactly the rounding up to the next binade (or to infinity at the top).
+    In-place steps keep it to one temporary array.
+    """
+    work = bits >> np.uint32(16)
+    work &= np.uint32(1)
+    work += np.uint32(0x7FFF)
+    work += bits
+    work >>= np.uint32(16)
+    return work.astype(np.uint16)
 
 
 def bf16_bits_to_float32(bits) -> np.ndarray:
@@ -62,6 +81,23 @@ def encode(values: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "BF16":
         return float32_to_bf16_bits(values)
     return np.asarray(values).astype(STORAGE[dtype], copy=False)
+
+
+def encode_finite(values: np.ndarray, dtype: str) -> Tuple[np.ndarray, bool]:
+    """(stored representation, whether every stored value is finite), for the writer's hot path.
+
+    Non-finite inputs and finite inputs that overflow the dtype both come out as False.
+    """
+    if dtype == "BF16":
+        bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+        if not np.isfinite(bits.view(np.float32)).all():
+            return float32_to_bf16_bits(bits.view(np.float32)), False
+        stored = _round_finite_to_bf16(bits)
+        # Only a finite value at the very top can round to infinity.
+        return stored, not (np.abs(bits.view(np.float32)).max(initial=0.0) >= _BF16_OVERFLOW)
+    with np.errstate(over="ignore", invalid="ignore"):
+        stored = np.asarray(values).astype(STORAGE[dtype], copy=False)
+    return stored, bool(np.isfinite(stored).all())
 
 
 def decode(stored: np.ndarray, dtype: str) -> np.ndarray:

@@ -250,10 +250,10 @@ class CaptureWriter:
         return out
 
     def _encode(self, values: np.ndarray, side: str, prompt: str) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore"):
-            stored = _dt.encode(values, self.dtype)
-        bad = _dt.nonfinite_mask(stored, self.dtype)
-        if bad.any():
+        stored, finite = _dt.encode_finite(values, self.dtype)
+        if not finite:
+            with np.errstate(over="ignore", invalid="ignore"):
+                bad = _dt.nonfinite_mask(_dt.encode(values, self.dtype), self.dtype)
             index = [int(i) for i in np.argwhere(bad)[0]]
             layer = self.layers[index[0]]
             original = float(values[tuple(index)])
