@@ -1,1 +1,94 @@
-print("qkbench")
+// qkbench: the measurements behind `make bench` (see Benchmarks/README.md).
+//
+//   qkbench generate DIR [--layers N] [--heads N] [--kv-heads N] [--d N] [--prompts N] [--keys N] [--dtype bf16]
+//   qkbench engine DIR [--threads N]       one JSON line: wall time, GB/s, peak RSS
+//   qkbench svd                            SVD medians per size, one JSON line
+//
+// Each measurement runs in its own process so that peak RSS is that step's alone.
+import Foundation
+import QKEngine
+
+func option(_ name: String, _ arguments: [String], default value: Int) -> Int {
+    guard let i = arguments.firstIndex(of: "--\(name)"), i + 1 < arguments.count, let v = Int(arguments[i + 1]) else { return value }
+    return v
+}
+
+func stringOption(_ name: String, _ arguments: [String], default value: String) -> String {
+    guard let i = arguments.firstIndex(of: "--\(name)"), i + 1 < arguments.count else { return value }
+    return arguments[i + 1]
+}
+
+/// Peak resident set size of this process in bytes (VmHWM).
+func peakRSS() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return kb * 1024
+    }
+    return 0
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+func emit(_ object: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+func directorySize(_ url: URL) -> Int {
+    let files = (try? FileManager.default.contentsOfDirectory(at: url, includingPropertiesForKeys: [.fileSizeKey])) ?? []
+    return files.reduce(0) { $0 + ((try? $1.resourceValues(forKeys: [.fileSizeKey]).fileSize) ?? 0) }
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let command = arguments.first else {
+    FileHandle.standardError.write(Data("usage: qkbench generate|engine|svd ...\n".utf8))
+    exit(64)
+}
+
+do {
+    switch command {
+    case "generate":
+        let dir = URL(fileURLWithPath: arguments[1])
+        let heads = option("heads", arguments, default: 32)
+        let keys = option("keys", arguments, default: 10)
+        let model = ModelInfo(name: "bench/planted", checkpoint: "main", layerCount: option("layers", arguments, default: 32),
+                              headCount: heads, kvHeadCount: option("kv-heads", arguments, default: 8),
+                              headDimension: option("d", arguments, default: 128))
+        let dtype = TensorDType(rawValue: stringOption("dtype", arguments, default: "BF16").uppercased()) ?? .bf16
+        let spec = SyntheticCaptureSpec(
+            model: model, layers: Array(0..<model.layerCount), promptCount: option("prompts", arguments, default: 2000),
+            keysPerPrompt: keys, unlabelledKeysPerPrompt: 0,
+            features: [SyntheticFeature(name: "category", valueCount: 6, rank: 4),
+                       SyntheticFeature(name: "order", kind: "binding", valueCount: keys, rank: 3, assignment: .slot)],
+            noise: 0.05, dtype: dtype, seed: 42)
+        let start = now()
+        try? FileManager.default.removeItem(at: dir)
+        try SyntheticCapture.write(spec, to: dir)
+        emit(["step": "generate", "seconds": now() - start, "bytes": directorySize(dir), "peak_rss": peakRSS()])
+    case "engine":
+        let dir = URL(fileURLWithPath: arguments[1])
+        let threads = option("threads", arguments, default: ProcessInfo.processInfo.activeProcessorCount)
+        let start = now()
+        let reader = try CaptureReader.open(dir)
+        let decomposer = try Decomposer(reader: reader, options: DecompositionOptions(threads: threads))
+        var decompositions = 0, components = 0
+        try decomposer.run { layer in
+            decompositions += layer.decompositions.count
+            components += layer.decompositions.reduce(0) { $0 + $1.components.count }
+        }
+        let seconds = now() - start
+        let bytes = directorySize(dir)
+        emit(["step": "engine", "seconds": seconds, "bytes": bytes, "gb_per_s": Double(bytes) / seconds / 1e9,
+              "peak_rss": peakRSS(), "decompositions": decompositions, "components": components, "threads": threads])
+    case "svd":
+        let results = svdBenchmark()
+        emit(["step": "svd", "median_ms": Dictionary(uniqueKeysWithValues: results.map { (String($0.size), $0.medianMilliseconds) })])
+    default:
+        FileHandle.standardError.write(Data("qkbench: unknown command \(command)\n".utf8))
+        exit(64)
+    }
+} catch {
+    FileHandle.standardError.write(Data("qkbench: \(error)\n".utf8))
+    exit(1)
+}

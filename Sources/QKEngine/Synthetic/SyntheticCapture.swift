@@ -94,14 +94,19 @@ public struct PlantedTruth: Sendable {
     public let embeddings: [String: Matrix]
     private let queryBases: [LayerHead: [String: Matrix]]
     private let keyBases: [LayerHead: [String: Matrix]]
+    private let queryBiases: [LayerHead: [Double]]
 
     fileprivate init(spec: SyntheticCaptureSpec, embeddings: [String: Matrix], queryBases: [LayerHead: [String: Matrix]],
-                     keyBases: [LayerHead: [String: Matrix]]) {
+                     keyBases: [LayerHead: [String: Matrix]], queryBiases: [LayerHead: [Double]]) {
         self.spec = spec
         self.embeddings = embeddings
         self.queryBases = queryBases
         self.keyBases = keyBases
+        self.queryBiases = queryBiases
     }
+
+    /// The offset every query of `head` carries (real queries have a large common mean).
+    public func queryBias(layer: Int, head: Int) -> [Double] { queryBiases[LayerHead(layer: layer, head: head)]! }
 
     /// The planted query subspace (d × rank, orthonormal columns) of `head` for `feature`.
     public func queryBasis(layer: Int, head: Int, feature: String) -> Matrix {
@@ -169,7 +174,7 @@ public enum SyntheticCapture {
                 keyBases[LayerHead(layer: layer, head: kvHead)] = bases
             }
         }
-        let truth = PlantedTruth(spec: spec, embeddings: embeddings, queryBases: queryBases, keyBases: keyBases)
+        let truth = PlantedTruth(spec: spec, embeddings: embeddings, queryBases: queryBases, keyBases: keyBases, queryBiases: queryBias)
 
         let writer = try CaptureWriter(
             directory: directory, model: model, positional: spec.positional, layers: spec.layers,
@@ -253,7 +258,7 @@ public enum SyntheticCapture {
                 keyVectors[layer] = k
             }
             try writer.addPrompt(id: "p\(p)", tokens: tokens, queryPosition: queryPosition, queryLabels: queryLabels,
-                                 keys: keys, queries: queries, keyVectors: keyVectors)
+                                 keys: keys, queries: queries, keys: keyVectors)
         }
         try writer.finish()
         return truth

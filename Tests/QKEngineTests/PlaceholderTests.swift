@@ -1,4 +1,0 @@
-import Testing
-@testable import QKEngine
-
-@Test func placeholder() { #expect(Bool(true)) }
