@@ -1,1 +1,3 @@
-print("qkcat")
+import QKCommands
+
+QKCat.root.main()
