@@ -26,6 +26,7 @@ public enum QKCat {
     static var subcommands: [Command] {
         [
             // catalog (issue 3)
+            ingestCommand, searchCommand, showCommand, listCommand, labelCommand, exportCommand,
             // compare (issue 4)
             // attribute (issue 5)
         ]
