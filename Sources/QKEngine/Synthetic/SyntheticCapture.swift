@@ -303,7 +303,8 @@ public enum SyntheticCapture {
         // A common offset, as real queries have: partly along one more direction, partly inside the
         // planted spans, so that the sign convention (mean u·q ≥ 0) has a clear mean to follow.
         var bias = column(2 * total).map { $0 * 0.5 }
-        for basis in bases.values {
+        for f in spec.features {   // spec order, not dictionary order: the same seed gives the same bytes
+            let basis = bases[f.name]!
             for i in 0..<basis.columns {
                 for row in 0..<d { bias[row] += 0.2 * basis.elements[row * basis.columns + i] }
             }

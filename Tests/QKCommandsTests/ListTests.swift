@@ -1,0 +1,27 @@
+import Foundation
+import Testing
+@testable import QKCommands
+
+@Suite("list")
+struct ListTests {
+    let db = SharedCatalog.shared.db
+
+    @Test("checkpoints come in training order")
+    func checkpoints() throws {
+        let result = qkcat(["list", "checkpoints", "--db", db, "--json"])
+        let rows = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as! [[String: Any]]
+        #expect(rows.map { $0["checkpoint"] as! String } == ["step2", "step10", "main"])
+    }
+
+    @Test("models, heads and features")
+    func others() throws {
+        let models = qkcat(["list", "models", "--db", db])
+        #expect(models.out.contains("planted/tiny"))
+        let heads = try JSONSerialization.jsonObject(with: Data(qkcat(["list", "heads", "--db", db, "--json", "--checkpoint", "main"]).out.utf8)) as! [[String: Any]]
+        #expect(heads.count == 2 * 4)
+        #expect(heads.allSatisfy { ($0["kv_head"] as! Int) == ($0["head"] as! Int) / 2 })
+        let features = qkcat(["list", "features", "--db", db, "--checkpoint", "main"])
+        #expect(features.out.contains("category") && features.out.contains("binding"))
+        #expect(qkcat(["list", "--db", db]).code == 64 || qkcat(["list"]).code == 0)
+    }
+}
