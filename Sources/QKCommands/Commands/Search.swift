@@ -36,7 +36,7 @@ extension QKCat {
             return
         }
         var table = Table(columns: [
-            .init("ID", alignment: .right), .init("MODEL @ CHECKPOINT", maximumWidth: 36), .init("L", alignment: .right),
+            .init("ID", alignment: .right), .init("MODEL @ CHECKPOINT", maximumWidth: 48), .init("L", alignment: .right),
             .init("H", alignment: .right), .init("FEATURE", maximumWidth: 28), .init("#", alignment: .right),
             .init("σ", alignment: .right), .init("LABEL", maximumWidth: 60),
         ])
