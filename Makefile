@@ -45,7 +45,7 @@ $(PY_STAMP): python/pyproject.toml
 	touch $@
 
 test-python: $(PY_STAMP)
-	cd python && HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
+	cd python && QKCAT_BIN=.build/debug/qkcat HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
 
 bench: deps
 	Benchmarks/run.sh
