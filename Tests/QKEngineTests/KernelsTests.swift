@@ -10,7 +10,7 @@ struct KernelsTests {
     }
 
     @Test("transposed product equals the naive sum of outer products", arguments: [
-        (1, 1, 1), (3, 5, 7), (4, 8, 10), (13, 17, 31), (32, 32, 64), (128, 128, 40), (7, 9, 0),
+        (1, 1, 1), (3, 5, 7), (4, 8, 10), (13, 17, 31), (32, 32, 64), (128, 128, 40), (7, 9, 0), (20, 24, 600), (6, 8, 257),
     ])
     func transposedProduct(m: Int, n: Int, count: Int) {
         var random = SeededGenerator(seed: UInt64(m * 1000 + n * 10 + count))
@@ -31,17 +31,20 @@ struct KernelsTests {
         #expect(worst < 1e-10)
     }
 
-    @Test("row scores are dot products with every vector")
-    func rowScores() {
-        var random = SeededGenerator(seed: 5)
-        let rows = randomRows(37, 11, &random)
-        let vectors = (0..<3).map { _ in (0..<11).map { _ in random.nextGaussian() } }
+    @Test("row scores are dot products with every vector", arguments: [(37, 11, 3), (16, 128, 4), (9, 5, 9), (3, 2, 1), (8, 7, 0)])
+    func rowScores(rowCount: Int, d: Int, k: Int) {
+        var random = SeededGenerator(seed: UInt64(rowCount * 100 + d + k))
+        let rows = randomRows(rowCount, d, &random)
+        let vectors = (0..<k).map { _ in (0..<d).map { _ in random.nextGaussian() } }
         let scores = Kernels.rowScores(rows: rows, vectors: vectors)
-        for r in 0..<37 {
-            for v in 0..<3 {
-                let expected = (0..<11).reduce(0.0) { $0 + rows.row(r)[$1] * vectors[v][$1] }
-                #expect(abs(scores[r * 3 + v] - expected) < 1e-12)
+        #expect(scores.count == rowCount * k)
+        var worst = 0.0
+        for r in 0..<rowCount {
+            for v in 0..<k {
+                let expected = (0..<d).reduce(0.0) { $0 + rows.row(r)[$1] * vectors[v][$1] }
+                worst = max(worst, abs(scores[r * k + v] - expected))
             }
         }
+        #expect(worst < 1e-12)
     }
 }

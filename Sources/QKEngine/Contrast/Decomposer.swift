@@ -101,6 +101,10 @@ public struct Decomposer: Sendable {
     }
 
     /// All contrasts of the query heads that read kv head `kvHead`.
+    ///
+    /// Each head's contrasts are decomposed (in parallel when there are threads to spare); then the
+    /// key-side scores of every kept component of the group come from one pass over the keys,
+    /// which are shared by the group and are the largest thing a worker reads.
     private func decomposeGroup(layer: Int, kvHead: Int, tensors: LayerTensors, threads: Int) throws -> [Decomposition] {
         let model = reader.header.model
         let table = reader.prompts
@@ -125,7 +129,7 @@ public struct Decomposer: Sendable {
                     let delta = Kernels.transposedProduct(a: queries, rows: spec.prompts, b: sum)
                     results.append(decomposition(
                         of: Matrix(rows: d, columns: d, elements: delta), layer: layer, head: head, kvHead: kvHead,
-                        spec: spec, queries: queries, keys: keys, meanQuery: meanQuery, aggregator: aggregator))
+                        spec: spec, queries: queries, meanQuery: meanQuery, aggregator: aggregator))
                 }
                 outcome.set(index, .success(results))
             } catch {
@@ -140,13 +144,42 @@ public struct Decomposer: Sendable {
             case nil: preconditionFailure("a head produced no result")
             }
         }
+        try addKeyExamples(to: &all, keys: keys)
         return all
     }
 
-    /// SVD, rank, sign convention and top examples of one `ΔC`.
+    /// Scores every key against every kept component's `v` in one pass, then keeps each
+    /// component's top keys and token aggregates.
+    private func addKeyExamples(to decompositions: inout [Decomposition], keys: DoubleRows) throws {
+        let table = reader.prompts
+        var vectors: [[Double]] = []
+        for d in decompositions {
+            for c in d.components { vectors.append(c.v.map(Double.init)) }
+        }
+        guard !vectors.isEmpty else { return }
+        let scores = Kernels.rowScores(rows: keys, vectors: vectors)
+        let stride = vectors.count
+        let aggregator = TokenAggregator(tokenCount: table.tokenStrings.count)
+        var column = 0
+        for i in decompositions.indices {
+            for j in decompositions[i].components.indices {
+                let at = column
+                decompositions[i].components[j].keys = TopExamples.collect(
+                    count: table.keyCount, top: options.topCount,
+                    score: { scores[$0 * stride + at] },
+                    example: { key, score in
+                        Example(prompt: table.prompt(ofKey: key), position: Int(table.keyPositions[key]),
+                                token: table.keyTokens[key], score: score)
+                    },
+                    tokens: table.keyTokens, aggregator: aggregator)
+                column += 1
+            }
+        }
+    }
+
+    /// SVD, rank, sign convention and query-side examples of one `ΔC` (key-side examples come later).
     private func decomposition(of delta: Matrix, layer: Int, head: Int, kvHead: Int, spec: ContrastSpec,
-                               queries: DoubleRows, keys: DoubleRows, meanQuery: [Double],
-                               aggregator: TokenAggregator) -> Decomposition {
+                               queries: DoubleRows, meanQuery: [Double], aggregator: TokenAggregator) -> Decomposition {
         let table = reader.prompts
         let svd = singularValueDecomposition(delta)
         let sigmas = svd.singularValues
@@ -160,7 +193,6 @@ public struct Decomposer: Sendable {
             vs.append(v.map { $0 * sign })
         }
         let queryScores = Kernels.rowScores(rows: queries, vectors: us)
-        let keyScores = Kernels.rowScores(rows: keys, vectors: vs)
         var components: [Component] = []
         for i in 0..<rank {
             let querySide = TopExamples.collect(
@@ -168,16 +200,9 @@ public struct Decomposer: Sendable {
                 score: { queryScores[$0 * rank + i] },
                 example: { p, s in Example(prompt: p, position: Int(table.queryPositions[p]), token: table.queryTokens[p], score: s) },
                 tokens: table.queryTokens, aggregator: aggregator)
-            let keySide = TopExamples.collect(
-                count: table.keyCount, top: options.topCount,
-                score: { keyScores[$0 * rank + i] },
-                example: { j, s in
-                    Example(prompt: table.prompt(ofKey: j), position: Int(table.keyPositions[j]), token: table.keyTokens[j], score: s)
-                },
-                tokens: table.keyTokens, aggregator: aggregator)
             components.append(Component(
                 index: i, sigma: sigmas[i], energyShare: totalEnergy > 0 ? sigmas[i] * sigmas[i] / totalEnergy : 0,
-                u: us[i].map { Float($0) }, v: vs[i].map { Float($0) }, queries: querySide, keys: keySide))
+                u: us[i].map { Float($0) }, v: vs[i].map { Float($0) }, queries: querySide, keys: SideExamples()))
         }
         return Decomposition(
             layer: layer, head: head, kvHead: kvHead, feature: spec.feature, value: spec.value,
