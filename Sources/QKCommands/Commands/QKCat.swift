@@ -28,6 +28,7 @@ public enum QKCat {
             // catalog (issue 3)
             // compare (issue 4)
             // attribute (issue 5)
+            Attribute.command,
         ]
     }
 }
