@@ -214,8 +214,8 @@ enum Attribute {
         if invocation.flag("json") {
             func statistics(_ s: FractionStatistics?) -> JSONValue {
                 guard let s, s.count > 0 else { return .null }
-                return ["mean": .number(s.mean), "std": .number(s.standardDeviation), "min": .number(s.minimum),
-                        "max": .number(s.maximum)]
+                return ["mean": .number(s.mean), "std": .number(s.standardDeviation), "median": .number(s.median),
+                        "min": .number(s.minimum), "max": .number(s.maximum)]
             }
             let rows: [JSONValue] = summaries.map { summary in
                 [

@@ -22,13 +22,17 @@ public struct FractionStatistics: Sendable, Equatable {
     public var standardDeviation: Double
     public var minimum: Double
     public var maximum: Double
+    /// The middle value (mean of the two middle ones for an even count): robust where a few prompts whose
+    /// total logits nearly cancel give extreme fractions.
+    public var median: Double
 
-    public init(count: Int, mean: Double, standardDeviation: Double, minimum: Double, maximum: Double) {
+    public init(count: Int, mean: Double, standardDeviation: Double, minimum: Double, maximum: Double, median: Double) {
         self.count = count
         self.mean = mean
         self.standardDeviation = standardDeviation
         self.minimum = minimum
         self.maximum = maximum
+        self.median = median
     }
 }
 
@@ -238,8 +242,9 @@ enum AttributionKernel {
     }
 }
 
-/// Count, mean, variance (Welford), minimum and maximum of a stream of values.
+/// Count, mean, variance (Welford), minimum, maximum and median of a stream of values.
 struct RunningStatistics {
+    private var values: [Double] = []
     private var count = 0
     private var mean = 0.0
     private var squares = 0.0
@@ -247,6 +252,7 @@ struct RunningStatistics {
     private var maximum = -Double.infinity
 
     mutating func add(_ x: Double) {
+        values.append(x)
         count += 1
         let delta = x - mean
         mean += delta / Double(count)
@@ -256,8 +262,12 @@ struct RunningStatistics {
     }
 
     var statistics: FractionStatistics {
-        guard count > 0 else { return FractionStatistics(count: 0, mean: .nan, standardDeviation: .nan, minimum: .nan, maximum: .nan) }
+        guard count > 0 else {
+            return FractionStatistics(count: 0, mean: .nan, standardDeviation: .nan, minimum: .nan, maximum: .nan, median: .nan)
+        }
+        let sorted = values.sorted()
+        let median = count % 2 == 1 ? sorted[count / 2] : (sorted[count / 2 - 1] + sorted[count / 2]) / 2
         return FractionStatistics(count: count, mean: mean, standardDeviation: (squares / Double(count)).squareRoot(),
-                                  minimum: minimum, maximum: maximum)
+                                  minimum: minimum, maximum: maximum, median: median)
     }
 }
