@@ -17,7 +17,8 @@ enum Attribute {
             of its subspace orthogonal to the earlier features'; the parts fill the joint span and the residual \
             is orthogonal to every feature. residualize: each feature projects, on its whole subspace, what the \
             earlier features left; each part stays inside its own subspace, but where subspaces overlap the \
-            residual keeps some of the overlap, so less is explained. Both agree when subspaces are orthogonal.
+            residual keeps some of the overlap (it is orthogonal to the last feature only), so less is \
+            explained on average. Both agree when subspaces are orthogonal.
 
             With --all: every prompt, and per head the mean ± standard deviation over prompts of the explained \
             fraction and of what each feature adds to it (given the features before it).

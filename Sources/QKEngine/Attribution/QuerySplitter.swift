@@ -39,8 +39,9 @@ public struct FeatureSubspace: Sendable, Equatable {
 ///   feature's components), but the residual is orthogonal only to the last feature's subspace: where
 ///   feature `i` overlaps an earlier feature `j` at principal angle `θ` (cos θ ≠ 0, θ ≠ 0), projecting
 ///   on `B_i` puts back into `r_i` a component of length up to `cos θ · sin θ · ‖·‖` along `j`'s
-///   subspace, which no later step removes. Its residual is therefore at least as large as
-///   `orthogonalize`'s, and its explained fraction typically lower.
+///   subspace, which no later step removes. Its residual vector is therefore never shorter than
+///   `orthogonalize`'s (whose residual is the shortest possible); on logits, which weigh directions by
+///   the keys, its explained fraction is lower on average but not necessarily for every prompt.
 ///
 /// With mutually orthogonal subspaces both methods give the same split; the first feature's part is
 /// always the same (`B₁B₁ᵀq`). Directions that a feature adds with a singular value below
