@@ -57,7 +57,7 @@ struct CaptureAttributionTests {
                 dimension: 16, method: method)
             heads.append(HeadSplitter(layer: 0, head: head, splitter: splitter))
         }
-        let summaries = try attributor.summarize(heads: heads, threads: 2)
+        let summaries = try attributor.summarize(heads: heads, threads: 2, promptsPerBlock: 7)
         #expect(summaries.map(\.head) == [1, 0])
         for (summary, entry) in zip(summaries, heads) {
             let results = try (0..<60).map { try attributor.attribute(prompt: $0, layer: 0, head: entry.head, splitter: entry.splitter) }

@@ -97,41 +97,57 @@ public struct CaptureAttributor: Sendable {
 
     /// Every prompt at every head of `heads`: the mean and spread of the explained fractions per head.
     ///
-    /// Works layer by layer (releasing each layer's pages) and, inside a layer, one kv head per worker:
-    /// its keys are decoded once for all the query heads that read them. Fractions do not depend on a
-    /// logit scale, so none is taken.
-    public func summarize(heads: [HeadSplitter], threads: Int? = nil) throws -> [HeadAttributionSummary] {
+    /// Works layer by layer (releasing each layer's pages). Inside a layer, workers take blocks of
+    /// consecutive prompts: a block's queries (every head) and keys (every kv head) are contiguous in the
+    /// file and decoded in one pass, and each prompt's few keys stay in cache while every requested head
+    /// reads them. Fractions do not depend on a logit scale, so none is taken.
+    public func summarize(heads: [HeadSplitter], threads: Int? = nil, promptsPerBlock: Int = 16) throws -> [HeadAttributionSummary] {
         let model = reader.header.model
+        let table = reader.prompts
         for entry in heads { try check(layer: entry.layer, head: entry.head, splitter: entry.splitter) }
         let threadCount = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let blockSize = max(1, promptsPerBlock)
+        let blockCount = (table.promptCount + blockSize - 1) / blockSize
         var summaries: [HeadAttributionSummary] = []
         let layers = heads.map(\.layer).reduce(into: [Int]()) { if !$0.contains($1) { $0.append($1) } }
         for layer in layers {
             let tensors = try reader.layerTensors(layer)
-            var groups: [Int: [HeadSplitter]] = [:]
-            for entry in heads where entry.layer == layer { groups[model.kvHead(forHead: entry.head), default: []].append(entry) }
-            let kvHeads = groups.keys.sorted()
-            let outcome = ResultBox<[HeadAttributionSummary]>(count: kvHeads.count)
-            parallelFor(count: kvHeads.count, threads: threadCount) { index in
+            let layerHeads = heads.filter { $0.layer == layer }
+            // fractions[(h * stages + s) * P + p]: stage 0 the explained fraction, stage i + 1 what feature i adds.
+            let stageCounts = layerHeads.map { $0.splitter.bases.count + 1 }
+            let offsets = stageCounts.reduce(into: [0]) { $0.append($0.last! + $1 * table.promptCount) }
+            let fractions = UnsafeMutableBufferPointer<Double>.allocate(capacity: max(offsets.last!, 1))
+            defer { fractions.deallocate() }
+            let sink = UnsafeSendableBox(fractions)
+            let failures = ResultBox<Void>(count: blockCount)
+            parallelFor(count: blockCount, threads: threadCount) { block in
+                let prompts = (block * blockSize)..<min((block + 1) * blockSize, table.promptCount)
                 do {
-                    let kvHead = kvHeads[index]
-                    outcome.set(index, .success(try summarizeGroup(kvHead: kvHead, heads: groups[kvHead]!, tensors: tensors)))
+                    try AttributionKernel.attributeBlock(
+                        prompts: prompts, heads: layerHeads, offsets: offsets, tensors: tensors, model: model,
+                        keyStart: table.keyStart, promptCount: table.promptCount, into: sink.value)
                 } catch {
-                    outcome.set(index, .failure(error))
+                    failures.set(block, .failure(error))
                 }
             }
             tensors.queries.releasePages()
             tensors.keys.releasePages()
-            for result in outcome.values {
-                switch result {
-                case .success(let s)?: summaries += s
-                case .failure(let error)?: throw error
-                case nil: preconditionFailure("a kv head produced no result")
+            for case .failure(let error)? in failures.values { throw error }
+            for (index, entry) in layerHeads.enumerated() {
+                let stages = stageCounts[index]
+                var statistics: [FractionStatistics] = []
+                for s in 0..<stages {
+                    var running = RunningStatistics()
+                    let base = offsets[index] + s * table.promptCount
+                    for p in 0..<table.promptCount where !fractions[base + p].isNaN { running.add(fractions[base + p]) }
+                    statistics.append(running.statistics)
                 }
+                summaries.append(HeadAttributionSummary(
+                    layer: layer, head: entry.head, promptCount: statistics[0].count, explained: statistics[0],
+                    features: (0..<(stages - 1)).map { entry.splitter.isPresent[$0] ? statistics[$0 + 1] : nil }))
             }
         }
-        let order = Dictionary(heads.enumerated().map { (LayerHead(layer: $1.layer, head: $1.head), $0) }, uniquingKeysWith: { a, _ in a })
-        return summaries.sorted { order[LayerHead(layer: $0.layer, head: $0.head)]! < order[LayerHead(layer: $1.layer, head: $1.head)]! }
+        return summaries
     }
 
     private func check(layer: Int, head: Int, splitter: QuerySplitter) throws(EngineError) {
@@ -146,72 +162,71 @@ public struct CaptureAttributor: Sendable {
             throw .invalidOption(name: "features", message: "the subspaces have \(splitter.dimension) dimensions, the capture's d_head is \(model.headDimension)")
         }
     }
-
-    /// All prompts of the query heads `heads`, which read kv head `kvHead`.
-    private func summarizeGroup(kvHead: Int, heads: [HeadSplitter], tensors: LayerTensors) throws -> [HeadAttributionSummary] {
-        let table = reader.prompts
-        let d = reader.header.model.headDimension
-        let keys = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(table.keyCount * d, 1))
-        defer { keys.deallocate() }
-        try tensors.keys.decodeSlice(head: kvHead, into: keys)
-        let queries = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(table.promptCount * d, 1))
-        defer { queries.deallocate() }
-        var results: [HeadAttributionSummary] = []
-        for entry in heads {
-            try tensors.queries.decodeSlice(head: entry.head, into: queries)
-            results.append(AttributionKernel.summarize(
-                layer: entry.layer, head: entry.head, splitter: entry.splitter, queries: UnsafePointer(queries.baseAddress!),
-                keys: UnsafePointer(keys.baseAddress!), keyStart: table.keyStart, dimension: d))
-        }
-        return results
-    }
 }
 
 /// The `--all` inner loop on raw Float rows: stage residuals, their logits, and running statistics.
 enum AttributionKernel {
-    static func summarize(layer: Int, head: Int, splitter: QuerySplitter, queries: UnsafePointer<Float>,
-                          keys: UnsafePointer<Float>, keyStart: [Int], dimension d: Int) -> HeadAttributionSummary {
-        let featureCount = splitter.bases.count
-        let stageCount = featureCount + 1
-        // stages[s] = r_s (r_0 = q); energies[s] = Σ_k (r_s·k)².
-        let stages = UnsafeMutablePointer<Float>.allocate(capacity: stageCount * d)
+    /// Decodes prompts `prompts` (queries of every head, keys of every kv head) and writes, for every head
+    /// of `heads`, each prompt's stage fractions into `fractions` (NaN when its total logits are all zero).
+    static func attributeBlock(prompts: Range<Int>, heads: [HeadSplitter], offsets: [Int], tensors: LayerTensors,
+                               model: ModelInfo, keyStart: [Int], promptCount: Int,
+                               into fractions: UnsafeMutableBufferPointer<Double>) throws(EngineError) {
+        let d = model.headDimension
+        let queryWidth = model.headCount * d, keyWidth = model.kvHeadCount * d
+        let keyRange = keyStart[prompts.lowerBound]..<keyStart[prompts.upperBound]
+        let queries = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(prompts.count * queryWidth, 1))
+        defer { queries.deallocate() }
+        let keys = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(keyRange.count * keyWidth, 1))
+        defer { keys.deallocate() }
+        try tensors.queries.decodeRows(prompts, into: queries)
+        try tensors.keys.decodeRows(keyRange, into: keys)
+        let maximumStages = heads.map { $0.splitter.bases.count + 1 }.max() ?? 1
+        let stages = UnsafeMutablePointer<Float>.allocate(capacity: maximumStages * d)
         defer { stages.deallocate() }
-        var energies = [Double](repeating: 0, count: stageCount)
-        var accumulators = [RunningStatistics](repeating: RunningStatistics(), count: stageCount)
-        let bases = splitter.basisRows
-        let promptCount = keyStart.count - 1
-        for p in 0..<promptCount {
-            stages.update(from: queries + p * d, count: d)
-            for i in 0..<featureCount {
-                let current = stages + i * d, next = stages + (i + 1) * d
-                next.update(from: current, count: d)
-                let rank = bases[i].count / d
-                bases[i].withUnsafeBufferPointer { basis in
-                    for j in 0..<rank {
-                        let b = basis.baseAddress! + j * d
-                        let coefficient = dot(b, current, d)
-                        axpy(-coefficient, b, next, d)
+        var energies = [Double](repeating: 0, count: maximumStages)
+        for p in prompts {
+            let queryRow = queries.baseAddress! + (p - prompts.lowerBound) * queryWidth
+            let firstKey = keyStart[p] - keyRange.lowerBound, keyCount = keyStart[p + 1] - keyStart[p]
+            for (index, entry) in heads.enumerated() {
+                let splitter = entry.splitter
+                let featureCount = splitter.bases.count, stageCount = featureCount + 1
+                stageResiduals(query: queryRow + entry.head * d, splitter: splitter, into: stages, dimension: d)
+                let kvHead = model.kvHead(forHead: entry.head)
+                for s in 0..<stageCount { energies[s] = 0 }
+                for j in 0..<keyCount {
+                    let k = keys.baseAddress! + (firstKey + j) * keyWidth + kvHead * d
+                    for s in 0..<stageCount {
+                        let logit = Double(dot(k, stages + s * d, d))
+                        energies[s] += logit * logit
                     }
                 }
-            }
-            for s in 0..<stageCount { energies[s] = 0 }
-            for key in keyStart[p]..<keyStart[p + 1] {
-                let k = keys + key * d
+                let base = offsets[index]
+                let total = energies[0]
                 for s in 0..<stageCount {
-                    let logit = Double(dot(k, stages + s * d, d))
-                    energies[s] += logit * logit
+                    let slot = base + s * promptCount + p
+                    guard total > 0 else { fractions[slot] = .nan; continue }
+                    // Slot 0: the explained fraction; slot i: what feature i adds, (‖L_{i−1}‖² − ‖L_i‖²) / ‖L_0‖².
+                    fractions[slot] = s == 0 ? 1 - energies[featureCount] / total : (energies[s - 1] - energies[s]) / total
                 }
             }
-            let total = energies[0]
-            guard total > 0 else { continue }
-            // Slot 0 collects the explained fraction; slot i the fraction feature i adds.
-            accumulators[0].add(1 - energies[featureCount] / total)
-            for i in 0..<featureCount { accumulators[i + 1].add((energies[i] - energies[i + 1]) / total) }
         }
-        let explained = accumulators[0].statistics
-        return HeadAttributionSummary(
-            layer: layer, head: head, promptCount: explained.count, explained: explained,
-            features: (0..<featureCount).map { splitter.isPresent[$0] ? accumulators[$0 + 1].statistics : nil })
+    }
+
+    /// `stages[s] = r_s`: `r_0 = q`, `r_i = r_{i−1} − B_i B_iᵀ r_{i−1}`.
+    @inline(__always)
+    static func stageResiduals(query: UnsafePointer<Float>, splitter: QuerySplitter, into stages: UnsafeMutablePointer<Float>,
+                               dimension d: Int) {
+        stages.update(from: query, count: d)
+        for i in 0..<splitter.bases.count {
+            let current = stages + i * d, next = stages + (i + 1) * d
+            next.update(from: current, count: d)
+            splitter.basisRows[i].withUnsafeBufferPointer { basis in
+                for j in 0..<(basis.count / d) {
+                    let b = basis.baseAddress! + j * d
+                    axpy(-dot(b, current, d), b, next, d)
+                }
+            }
+        }
     }
 
     /// `Σ x[i]·y[i]` in Float, two 8-wide accumulators.
