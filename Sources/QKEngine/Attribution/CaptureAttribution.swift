@@ -119,13 +119,14 @@ public struct CaptureAttributor: Sendable {
             let fractions = UnsafeMutableBufferPointer<Double>.allocate(capacity: max(offsets.last!, 1))
             defer { fractions.deallocate() }
             let sink = UnsafeSendableBox(fractions)
+            let plan = LayerPlan(heads: layerHeads, offsets: offsets, model: model)
             let failures = ResultBox<Void>(count: blockCount)
             parallelFor(count: blockCount, threads: threadCount) { block in
                 let prompts = (block * blockSize)..<min((block + 1) * blockSize, table.promptCount)
                 do {
                     try AttributionKernel.attributeBlock(
-                        prompts: prompts, heads: layerHeads, offsets: offsets, tensors: tensors, model: model,
-                        keyStart: table.keyStart, promptCount: table.promptCount, into: sink.value)
+                        prompts: prompts, plan: plan, tensors: tensors, model: model, keyStart: table.keyStart,
+                        promptCount: table.promptCount, into: sink.value)
                 } catch {
                     failures.set(block, .failure(error))
                 }
@@ -133,19 +134,21 @@ public struct CaptureAttributor: Sendable {
             tensors.queries.releasePages()
             tensors.keys.releasePages()
             for case .failure(let error)? in failures.values { throw error }
-            for (index, entry) in layerHeads.enumerated() {
-                let stages = stageCounts[index]
+            let layerSummaries = ResultBox<HeadAttributionSummary>(count: layerHeads.count)
+            parallelFor(count: layerHeads.count, threads: threadCount) { index in
+                let entry = layerHeads[index], stages = stageCounts[index]
                 var statistics: [FractionStatistics] = []
                 for s in 0..<stages {
                     var running = RunningStatistics()
                     let base = offsets[index] + s * table.promptCount
-                    for p in 0..<table.promptCount where !fractions[base + p].isNaN { running.add(fractions[base + p]) }
+                    for p in 0..<table.promptCount where !sink.value[base + p].isNaN { running.add(sink.value[base + p]) }
                     statistics.append(running.statistics)
                 }
-                summaries.append(HeadAttributionSummary(
+                layerSummaries.set(index, .success(HeadAttributionSummary(
                     layer: layer, head: entry.head, promptCount: statistics[0].count, explained: statistics[0],
-                    features: (0..<(stages - 1)).map { entry.splitter.isPresent[$0] ? statistics[$0 + 1] : nil }))
+                    features: (0..<(stages - 1)).map { entry.splitter.isPresent[$0] ? statistics[$0 + 1] : nil })))
             }
+            for case .success(let summary)? in layerSummaries.values { summaries.append(summary) }
         }
         return summaries
     }
@@ -167,9 +170,9 @@ public struct CaptureAttributor: Sendable {
 /// The `--all` inner loop on raw Float rows: stage residuals, their logits, and running statistics.
 enum AttributionKernel {
     /// Decodes prompts `prompts` (queries of every head, keys of every kv head) and writes, for every head
-    /// of `heads`, each prompt's stage fractions into `fractions` (NaN when its total logits are all zero).
-    static func attributeBlock(prompts: Range<Int>, heads: [HeadSplitter], offsets: [Int], tensors: LayerTensors,
-                               model: ModelInfo, keyStart: [Int], promptCount: Int,
+    /// of `plan`, each prompt's stage fractions into `fractions` (NaN when its total logits are all zero).
+    static func attributeBlock(prompts: Range<Int>, plan: LayerPlan, tensors: LayerTensors, model: ModelInfo,
+                               keyStart: [Int], promptCount: Int,
                                into fractions: UnsafeMutableBufferPointer<Double>) throws(EngineError) {
         let d = model.headDimension
         let queryWidth = model.headCount * d, keyWidth = model.kvHeadCount * d
@@ -180,30 +183,28 @@ enum AttributionKernel {
         defer { keys.deallocate() }
         try tensors.queries.decodeRows(prompts, into: queries)
         try tensors.keys.decodeRows(keyRange, into: keys)
-        let maximumStages = heads.map { $0.splitter.bases.count + 1 }.max() ?? 1
-        let stages = UnsafeMutablePointer<Float>.allocate(capacity: maximumStages * d)
+        let stages = UnsafeMutablePointer<Float>.allocate(capacity: plan.maximumStages * d)
         defer { stages.deallocate() }
-        var energies = [Double](repeating: 0, count: maximumStages)
+        let energies = UnsafeMutablePointer<Double>.allocate(capacity: plan.maximumStages)
+        defer { energies.deallocate() }
+        let logits = UnsafeMutablePointer<Float>.allocate(capacity: plan.maximumStages)
+        defer { logits.deallocate() }
         for p in prompts {
             let queryRow = queries.baseAddress! + (p - prompts.lowerBound) * queryWidth
             let firstKey = keyStart[p] - keyRange.lowerBound, keyCount = keyStart[p + 1] - keyStart[p]
-            for (index, entry) in heads.enumerated() {
-                let splitter = entry.splitter
-                let featureCount = splitter.bases.count, stageCount = featureCount + 1
-                stageResiduals(query: queryRow + entry.head * d, splitter: splitter, into: stages, dimension: d)
-                let kvHead = model.kvHead(forHead: entry.head)
-                for s in 0..<stageCount { energies[s] = 0 }
+            for index in 0..<plan.headCount {
+                let head = plan.heads[index], stageCount = plan.stageCounts[index], featureCount = stageCount - 1
+                plan.stageResiduals(index, query: queryRow + head * d, into: stages)
+                let kvOffset = (head / plan.groupSize) * d
+                energies.update(repeating: 0, count: stageCount)
                 for j in 0..<keyCount {
-                    let k = keys.baseAddress! + (firstKey + j) * keyWidth + kvHead * d
-                    for s in 0..<stageCount {
-                        let logit = Double(dot(k, stages + s * d, d))
-                        energies[s] += logit * logit
-                    }
+                    multiDot(keys.baseAddress! + (firstKey + j) * keyWidth + kvOffset, stages, stageCount, d, into: logits)
+                    for s in 0..<stageCount { energies[s] += Double(logits[s]) * Double(logits[s]) }
                 }
-                let base = offsets[index]
+                let base = plan.offsets[index] + p
                 let total = energies[0]
                 for s in 0..<stageCount {
-                    let slot = base + s * promptCount + p
+                    let slot = base + s * promptCount
                     guard total > 0 else { fractions[slot] = .nan; continue }
                     // Slot 0: the explained fraction; slot i: what feature i adds, (‖L_{i−1}‖² − ‖L_i‖²) / ‖L_0‖².
                     fractions[slot] = s == 0 ? 1 - energies[featureCount] / total : (energies[s - 1] - energies[s]) / total
@@ -212,21 +213,29 @@ enum AttributionKernel {
         }
     }
 
-    /// `stages[s] = r_s`: `r_0 = q`, `r_i = r_{i−1} − B_i B_iᵀ r_{i−1}`.
+    /// `out[s] = k · stages[s]` for `count` stage vectors of length `d`: each chunk of `k` is loaded once.
     @inline(__always)
-    static func stageResiduals(query: UnsafePointer<Float>, splitter: QuerySplitter, into stages: UnsafeMutablePointer<Float>,
-                               dimension d: Int) {
-        stages.update(from: query, count: d)
-        for i in 0..<splitter.bases.count {
-            let current = stages + i * d, next = stages + (i + 1) * d
-            next.update(from: current, count: d)
-            splitter.basisRows[i].withUnsafeBufferPointer { basis in
-                for j in 0..<(basis.count / d) {
-                    let b = basis.baseAddress! + j * d
-                    axpy(-dot(b, current, d), b, next, d)
-                }
-            }
+    static func multiDot(_ k: UnsafePointer<Float>, _ stages: UnsafePointer<Float>, _ count: Int, _ d: Int,
+                         into out: UnsafeMutablePointer<Float>) {
+        guard count == 3, d % 8 == 0 else {
+            for s in 0..<count { out[s] = dot(k, stages + s * d, d) }
+            return
         }
+        let rk = UnsafeRawPointer(k), r0 = UnsafeRawPointer(stages), r1 = UnsafeRawPointer(stages + d),
+            r2 = UnsafeRawPointer(stages + 2 * d)
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>()
+        var offset = 0
+        let end = d &* 4
+        while offset < end {
+            let x = rk.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+            a0.addProduct(x, r0.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self))
+            a1.addProduct(x, r1.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self))
+            a2.addProduct(x, r2.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self))
+            offset &+= 32
+        }
+        out[0] = a0.sum()
+        out[1] = a1.sum()
+        out[2] = a2.sum()
     }
 
     /// `Σ x[i]·y[i]` in Float, two 8-wide accumulators.
@@ -257,6 +266,76 @@ enum AttributionKernel {
     }
 }
 
+/// One layer's heads flattened into raw buffers, so the hot loop touches no Swift arrays or references.
+final class LayerPlan: @unchecked Sendable {
+    let headCount: Int
+    let dimension: Int
+    let groupSize: Int
+    let maximumStages: Int
+    let heads: UnsafeMutablePointer<Int>
+    let stageCounts: UnsafeMutablePointer<Int>
+    /// Per head: where its fractions start in the layer's fraction buffer.
+    let offsets: UnsafeMutablePointer<Int>
+    /// Per head and feature: the rank and where its basis rows start in `basis`.
+    let ranks: UnsafeMutablePointer<Int>
+    let basisStarts: UnsafeMutablePointer<Int>
+    let featureStarts: UnsafeMutablePointer<Int>
+    let basis: UnsafeMutablePointer<Float>
+
+    init(heads entries: [HeadSplitter], offsets fractionOffsets: [Int], model: ModelInfo) {
+        headCount = entries.count
+        dimension = model.headDimension
+        groupSize = model.groupSize
+        maximumStages = (entries.map { $0.splitter.bases.count }.max() ?? 0) + 1
+        heads = .allocate(capacity: max(headCount, 1))
+        stageCounts = .allocate(capacity: max(headCount, 1))
+        offsets = .allocate(capacity: max(headCount, 1))
+        featureStarts = .allocate(capacity: headCount + 1)
+        let featureTotal = entries.reduce(0) { $0 + $1.splitter.bases.count }
+        ranks = .allocate(capacity: max(featureTotal, 1))
+        basisStarts = .allocate(capacity: max(featureTotal, 1))
+        basis = .allocate(capacity: max(entries.reduce(0) { $0 + $1.splitter.basisRows.reduce(0) { $0 + $1.count } }, 1))
+        var feature = 0, floats = 0
+        for (index, entry) in entries.enumerated() {
+            heads[index] = entry.head
+            stageCounts[index] = entry.splitter.bases.count + 1
+            offsets[index] = fractionOffsets[index]
+            featureStarts[index] = feature
+            for rows in entry.splitter.basisRows {
+                ranks[feature] = rows.count / dimension
+                basisStarts[feature] = floats
+                rows.withUnsafeBufferPointer { (basis + floats).initialize(from: $0.baseAddress!, count: $0.count) }
+                floats += rows.count
+                feature += 1
+            }
+        }
+        featureStarts[headCount] = feature
+    }
+
+    deinit {
+        for pointer in [heads, stageCounts, offsets, ranks, basisStarts, featureStarts] { pointer.deallocate() }
+        basis.deallocate()
+    }
+
+    /// `stages[s] = r_s` for head `index`: `r_0 = q`, `r_i = r_{i−1} − B_i B_iᵀ r_{i−1}`.
+    @inline(__always)
+    func stageResiduals(_ index: Int, query: UnsafePointer<Float>, into stages: UnsafeMutablePointer<Float>) {
+        let d = dimension
+        stages.update(from: query, count: d)
+        var stage = 0
+        for feature in featureStarts[index]..<featureStarts[index + 1] {
+            let current = stages + stage * d, next = stages + (stage + 1) * d
+            next.update(from: current, count: d)
+            let rows = basis + basisStarts[feature]
+            for j in 0..<ranks[feature] {
+                let b = rows + j * d
+                AttributionKernel.axpy(-AttributionKernel.dot(b, current, d), b, next, d)
+            }
+            stage += 1
+        }
+    }
+}
+
 /// Count, mean, variance (Welford), minimum, maximum and median of a stream of values.
 struct RunningStatistics {
     private var values: [Double] = []
@@ -280,9 +359,31 @@ struct RunningStatistics {
         guard count > 0 else {
             return FractionStatistics(count: 0, mean: .nan, standardDeviation: .nan, minimum: .nan, maximum: .nan, median: .nan)
         }
-        let sorted = values.sorted()
-        let median = count % 2 == 1 ? sorted[count / 2] : (sorted[count / 2 - 1] + sorted[count / 2]) / 2
+        var scratch = values
+        let upper = Self.select(&scratch, count / 2)
+        // For an even count the lower middle is the largest of the values below the upper middle.
+        let median = count % 2 == 1 ? upper : (scratch[0..<(count / 2)].max()! + upper) / 2
         return FractionStatistics(count: count, mean: mean, standardDeviation: (squares / Double(count)).squareRoot(),
                                   minimum: minimum, maximum: maximum, median: median)
+    }
+
+    /// The `k`-th smallest value (0-based); afterwards `values[..<k]` hold values not above it (Hoare's selection).
+    static func select(_ values: inout [Double], _ k: Int) -> Double {
+        var low = 0, high = values.count - 1
+        while low < high {
+            let pivot = values[(low + high) / 2]
+            var i = low, j = high
+            while i <= j {
+                while values[i] < pivot { i += 1 }
+                while values[j] > pivot { j -= 1 }
+                if i <= j {
+                    values.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
+            }
+            if k <= j { high = j } else if k >= i { low = i } else { break }
+        }
+        return values[k]
     }
 }
