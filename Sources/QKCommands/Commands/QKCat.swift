@@ -29,6 +29,7 @@ public enum QKCat {
             ingestCommand, searchCommand, showCommand, listCommand, labelCommand, exportCommand,
             // compare (issue 4)
             // attribute (issue 5)
+            Attribute.command,
         ]
     }
 }
