@@ -31,12 +31,7 @@ done
 "$BENCH" svd | record
 python3 Benchmarks/svd_numpy.py | sed 's/^{/{"step": "svd_numpy", /' | record
 
-# Optional parts contributed by other benchmarks (catalog search, ingest store phase, compare,
-# attribute) report through the same binary when present.
-for part in search ingest-store compare similar attribute; do
-  if "$BENCH" "$part" --help >/dev/null 2>&1; then
-    "$BENCH" "$part" "$OUT" | record
-  fi
-done
+# Attribution over every prompt and head of the 2000-prompt capture (issue 5).
+"$BENCH" attribute "$OUT/capture-2000" --db "$OUT/attribute.sqlite" --repeat "$REPEAT" | record
 
 python3 Benchmarks/summarize.py "$RESULTS"

@@ -3,6 +3,7 @@
 //   qkbench generate DIR [--layers N] [--heads N] [--kv-heads N] [--d N] [--prompts N] [--keys N] [--dtype bf16]
 //   qkbench engine DIR [--threads N]       one JSON line: wall time, GB/s, peak RSS
 //   qkbench svd                            SVD medians per size, one JSON line
+//   qkbench attribute DIR [--db PATH] [--repeat N]   `qkcat attribute DIR --all` throughput
 //
 // Each measurement runs in its own process so that peak RSS is that step's alone.
 import Foundation
@@ -81,6 +82,8 @@ do {
         let bytes = directorySize(dir)
         emit(["step": "engine", "seconds": seconds, "bytes": bytes, "gb_per_s": Double(bytes) / seconds / 1e9,
               "peak_rss": peakRSS(), "decompositions": decompositions, "components": components, "threads": threads])
+    case "attribute":
+        emit(try attributeBenchmark(Array(arguments.dropFirst())))
     case "svd":
         let results = svdBenchmark()
         emit(["step": "svd", "median_ms": Dictionary(uniqueKeysWithValues: results.map { (String($0.size), $0.medianMilliseconds) })])
