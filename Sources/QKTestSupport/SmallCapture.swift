@@ -118,19 +118,9 @@ public func writeSmallCapture(to directory: URL, dtype: TensorDType = .f32, mode
     return capture
 }
 
-/// SplitMix64: a tiny seeded generator, so fixtures are the same on every run.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
+/// The fixtures' seeded generator: the engine's SplitMix64, so fixtures are the same on every run.
+public typealias SplitMix64 = SeededGenerator
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [-2, 2).
+extension SeededGenerator {
     public mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) * 4 - 2 }
 }

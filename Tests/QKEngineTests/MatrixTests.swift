@@ -2,32 +2,18 @@ import Foundation
 import Testing
 @testable import QKEngine
 
-/// Deterministic random numbers for the linear-algebra tests (SplitMix64, Box–Muller normals).
+/// Deterministic random numbers for the linear-algebra tests: the engine's SplitMix64 generator.
 struct LinearAlgebraTestRandom {
-    private var state: UInt64
+    private var generator: SeededGenerator
 
     init(seed: UInt64) {
-        state = seed
+        generator = SeededGenerator(seed: seed)
     }
 
-    mutating func nextUInt64() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1).
-    mutating func uniform() -> Double {
-        (Double(nextUInt64() >> 11) + 0.5) / 9_007_199_254_740_992.0
-    }
+    mutating func nextUInt64() -> UInt64 { generator.next() }
 
     /// Standard normal.
-    mutating func normal() -> Double {
-        let (u1, u2) = (uniform(), uniform())
-        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
-    }
+    mutating func normal() -> Double { generator.nextGaussian() }
 
     /// A matrix of independent standard normal entries.
     mutating func gaussianMatrix(rows: Int, columns: Int) -> Matrix {
