@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Turn Benchmarks/out/results.jsonl (written by run.sh) into the markdown tables of
+Benchmarks/README.md: medians over repeated runs, and ratios against the numpy baselines."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+
+def mb(n):
+    return f"{n / 1e6:,.0f} MB"
+
+
+def main(path):
+    rows = [json.loads(line) for line in open(path) if line.strip().startswith("{")]
+    by_step = defaultdict(list)
+    for row in rows:
+        by_step[(row.get("step"), row.get("prompts"))].append(row)
+
+    print("### Decomposition engine vs numpy (32 layers x 32 heads, 8 kv heads, d_head 128, 10 keys/prompt, BF16)\n")
+    print("| prompts | capture | qkcat engine | numpy | speed-up | engine GB/s | numpy GB/s | engine peak RSS | numpy peak RSS | RSS ratio |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for prompts in sorted({p for (_, p) in by_step if p}):
+        engine, numpy = by_step.get(("engine", prompts)), by_step.get(("numpy", prompts))
+        if not engine or not numpy:
+            continue
+        e = statistics.median(r["seconds"] for r in engine)
+        n = statistics.median(r["seconds"] for r in numpy)
+        e_rss = statistics.median(r["peak_rss"] for r in engine)
+        n_rss = statistics.median(r["peak_rss"] for r in numpy)
+        size = engine[0]["bytes"]
+        print(f"| {prompts} | {mb(size)} | {e:.2f} s | {n:.2f} s | {n / e:.1f}x | {size / e / 1e9:.2f} | "
+              f"{size / n / 1e9:.2f} | {mb(e_rss)} | {mb(n_rss)} | {e_rss / n_rss:.2f} |")
+    print(f"\n(medians of {len(by_step.get(('engine', 2000), []))} runs each)\n")
+
+    svd = by_step.get(("svd", None), [])
+    svd_numpy = by_step.get(("svd_numpy", None), [])
+    if svd and svd_numpy:
+        swift = svd[-1]["median_ms"]
+        numpy = {str(r["size"]): r["median_ms"] for r in svd_numpy[-1]["results"]}
+        print("### One SVD, median of 50\n")
+        print("| size | qkcat (pure Swift) | numpy.linalg.svd | ratio |")
+        print("| ---: | ---: | ---: | ---: |")
+        for size in sorted(swift, key=int):
+            if size in numpy:
+                print(f"| {size} x {size} | {swift[size]:.3f} ms | {numpy[size]:.3f} ms | {swift[size] / numpy[size]:.2f} |")
+        print()
+
+    for step, title in (("attribute", "Attribution, `qkcat attribute --all`"), ("search", "Catalog search"),
+                        ("ingest-store", "Ingest store phase"), ("compare", "Compare"), ("similar", "Similar")):
+        for row in by_step.get((step, None), []):
+            print(f"### {title}\n")
+            print("```")
+            print(json.dumps(row, indent=1, sort_keys=True))
+            print("```\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
