@@ -27,6 +27,9 @@ public enum QKCat {
         [
             // catalog (issue 3)
             // compare (issue 4)
+            CompareCommand.command,
+            TrajectoryCommand.command,
+            SimilarCommand.command,
             // attribute (issue 5)
         ]
     }
