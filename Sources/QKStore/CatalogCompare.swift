@@ -96,21 +96,21 @@ public struct SimilarResult: Sendable, Equatable {
 extension Catalog {
     // MARK: Lookups with clear errors
 
-    /// The model called `name`, or `notFound("model 'name'")`.
+    /// The model called `name`; an error naming the catalog's models when there is none.
     public func model(named name: String) throws(StoreError) -> ModelRecord {
         guard let model = try listModels().first(where: { $0.name == name }) else {
             let known = try listModels().map(\.name)
-            throw .notFound(what: "model '\(name)'" + (known.isEmpty ? " (the catalog is empty)" : " (models: \(known.joined(separator: ", ")))"))
+            throw .invalidArgument("model '\(name)' not found " + (known.isEmpty ? "(the catalog is empty)" : "(models: \(known.joined(separator: ", ")))"))
         }
         return model
     }
 
-    /// The checkpoint `name` of `model`, or `notFound` naming the model's checkpoints.
+    /// The checkpoint `name` of `model`; an error naming the model's checkpoints when there is none.
     public func checkpoint(_ name: String, ofModel model: String) throws(StoreError) -> CheckpointRecord {
         _ = try self.model(named: model)
         let checkpoints = try listCheckpoints(SearchFilters(model: model))
         guard let checkpoint = checkpoints.first(where: { $0.name == name }) else {
-            throw .notFound(what: "checkpoint '\(name)' of model '\(model)' (checkpoints: \(checkpoints.map(\.name).joined(separator: ", ")))")
+            throw .invalidArgument("checkpoint '\(name)' of model '\(model)' not found (checkpoints: \(checkpoints.map(\.name).joined(separator: ", ")))")
         }
         return checkpoint
     }
