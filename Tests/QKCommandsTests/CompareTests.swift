@@ -29,9 +29,9 @@ enum CompareSeries {
     }
 
     /// Runs `qkcat` in-process on the series catalog.
-    static func run(_ arguments: [String], db: String? = nil) -> Result {
+    static func run(_ arguments: [String], db: String? = nil, environment: [String: String] = [:]) -> Result {
         let out = StringOutput(), err = StringOutput()
-        let code = QKCat.root.main(arguments: arguments + ["--db", db ?? path], stdout: out, stderr: err)
+        let code = QKCat.root.main(arguments: arguments + ["--db", db ?? path], environment: environment, stdout: out, stderr: err)
         return Result(code: code, out: out.text, err: err.text)
     }
 }
