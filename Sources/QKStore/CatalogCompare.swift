@@ -207,6 +207,13 @@ extension Catalog {
     public func similarComponents(to id: Int64, scope: SimilarScope = .all, limit: Int = 10)
         throws(StoreError) -> SimilarResult
     {
+        try similarComponents(to: id, scope: scope, limit: limit, splitAbove: 100_000)
+    }
+
+    /// As above; a wide scan is split across connections when it spans more than `splitAbove` component ids.
+    func similarComponents(to id: Int64, scope: SimilarScope, limit: Int, splitAbove: Int64)
+        throws(StoreError) -> SimilarResult
+    {
         guard limit > 0 else { throw .invalidArgument("similar: limit must be positive, got \(limit)") }
         let reference = try database.prepare("""
             SELECT c.u, c.v, h.layer, h.head, h.d_head, ck.model_id
@@ -247,42 +254,71 @@ extension Catalog {
         while try inScope.step() { decompositionIDs.append(inScope.int64(at: 0) ?? 0) }
         let totalDecompositions = try database.scalarInt("SELECT count(*) FROM decompositions") ?? 0
 
+        let byteCount = dimension * 4
         var best = TopScores(capacity: limit)
         var scanned = 0
-        let byteCount = dimension * 4
-        func score(_ statement: Statement, idColumn: Int32, uColumn: Int32) throws(StoreError) {
-            let componentID = statement.int64(at: idColumn) ?? 0
-            guard componentID != id else { return }
-            guard let uBytes = statement.rawBlob(at: uColumn), let vBytes = statement.rawBlob(at: uColumn + 1),
-                  uBytes.count == byteCount, vBytes.count == byteCount
-            else {
-                throw .corrupt("component \(componentID): vectors are not \(dimension) float32 values")
-            }
-            scanned += 1
-            let (queryCosine, keyCosine) = scorer.cosines(uBytes.baseAddress!, vBytes.baseAddress!)
-            best.offer(score: queryCosine * keyCosine, id: componentID, queryCosine: queryCosine, keyCosine: keyCosine)
-        }
         if decompositionIDs.count * 4 < totalDecompositions {
             // A narrow scope: read only its decompositions' components, through the (decomposition, index) key.
             let components = try database.prepare("SELECT id, u, v FROM components WHERE decomposition_id = ?")
             for decompositionID in decompositionIDs {
                 try components.bind(decompositionID, at: 1)
-                while try components.step() { try score(components, idColumn: 0, uColumn: 1) }
+                while try components.step() {
+                    try Self.score(components, idColumn: 0, uColumn: 1, excluding: id, byteCount: byteCount, scorer: scorer,
+                                   into: &best, scanned: &scanned)
+                }
                 components.reset()
             }
         } else {
-            // A wide scope: one pass over the whole table, filtered by the bitmap.
+            // A wide scope: one pass over the whole table, filtered by a bitmap of decomposition ids, split by
+            // component id across one read-only connection per core (each reads its pages memory-mapped).
             let maxID = Int(decompositionIDs.max() ?? 0)
             var wanted = [Bool](repeating: false, count: maxID + 1)
             for decompositionID in decompositionIDs { wanted[Int(decompositionID)] = true }
-            let everything = decompositionIDs.count == totalDecompositions
-            let components = try database.prepare("SELECT id, decomposition_id, u, v FROM components")
-            while try components.step() {
-                if !everything {
-                    let decompositionID = Int(components.int64(at: 1) ?? 0)
-                    guard decompositionID <= maxID, wanted[decompositionID] else { continue }
+            let filter = decompositionIDs.count == totalDecompositions ? nil : wanted
+            let lowest = Int64(try database.scalarInt("SELECT min(id) FROM components") ?? 0)
+            let highest = Int64(try database.scalarInt("SELECT max(id) FROM components") ?? 0)
+            let canSplit = !path.isEmpty && path != ":memory:" && highest - lowest > splitAbove
+            let workers = canSplit ? max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) : 1
+            let span = (highest - lowest) / Int64(workers) + 1
+            let ranges = (0..<workers).map { worker in
+                (lowest + Int64(worker) * span, min(highest, lowest + Int64(worker + 1) * span - 1))
+            }
+            let partials = PartialScans(count: workers)
+            let scan = { @Sendable (worker: Int, connection: Database) throws(StoreError) -> Void in
+                try connection.execute("PRAGMA mmap_size = 2147418112")
+                let components = try connection.prepare(
+                    "SELECT id, decomposition_id, u, v FROM components WHERE id BETWEEN ? AND ?")
+                try components.bind(ranges[worker].0, at: 1)
+                try components.bind(ranges[worker].1, at: 2)
+                var local = TopScores(capacity: limit)
+                var count = 0
+                while try components.step() {
+                    if let filter {
+                        let decompositionID = Int(components.int64(at: 1) ?? 0)
+                        guard decompositionID < filter.count, filter[decompositionID] else { continue }
+                    }
+                    try Self.score(components, idColumn: 0, uColumn: 2, excluding: id, byteCount: byteCount, scorer: scorer,
+                                   into: &local, scanned: &count)
                 }
-                try score(components, idColumn: 0, uColumn: 2)
+                partials.set(worker, .success((local, count)))
+            }
+            if workers == 1 {
+                try scan(0, database)
+            } else {
+                let path = self.path
+                DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                    do throws(StoreError) {
+                        try scan(worker, try Database(path: path, mode: .readOnly))
+                    } catch {
+                        partials.set(worker, .failure(error))
+                    }
+                }
+            }
+            for partial in try partials.results() {
+                scanned += partial.count
+                for entry in partial.best.sorted() {
+                    best.offer(score: entry.score, id: entry.id, queryCosine: entry.queryCosine, keyCosine: entry.keyCosine)
+                }
             }
         }
 
@@ -298,6 +334,51 @@ extension Catalog {
                        keyCosine: entry.keyCosine)
         }
         return SimilarResult(reference: try hit(id), headDimension: dimension, scope: scope, scanned: scanned, hits: hits)
+    }
+
+    /// Scores one row (`id`, then `u` and `v` at `uColumn`, `uColumn + 1`) unless it is the reference.
+    @inline(__always)
+    private static func score(_ statement: Statement, idColumn: Int32, uColumn: Int32, excluding reference: Int64,
+                              byteCount: Int, scorer: CosineScorer, into best: inout TopScores,
+                              scanned: inout Int) throws(StoreError) {
+        let componentID = statement.int64(at: idColumn) ?? 0
+        guard componentID != reference else { return }
+        guard let uBytes = statement.rawBlob(at: uColumn), let vBytes = statement.rawBlob(at: uColumn + 1),
+              uBytes.count == byteCount, vBytes.count == byteCount, let u = uBytes.baseAddress, let v = vBytes.baseAddress
+        else {
+            throw .corrupt("component \(componentID): vectors are not \(byteCount / 4) float32 values")
+        }
+        scanned += 1
+        let (queryCosine, keyCosine) = scorer.cosines(u, v)
+        best.offer(score: queryCosine * keyCosine, id: componentID, queryCosine: queryCosine, keyCosine: keyCosine)
+    }
+}
+
+/// Each worker's best scores and count, or its error.
+final class PartialScans: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Result<(best: TopScores, count: Int), StoreError>?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ result: Result<(best: TopScores, count: Int), StoreError>) {
+        lock.lock()
+        defer { lock.unlock() }
+        slots[index] = result
+    }
+
+    func results() throws(StoreError) -> [(best: TopScores, count: Int)] {
+        lock.lock()
+        defer { lock.unlock() }
+        var values: [(best: TopScores, count: Int)] = []
+        for slot in slots {
+            switch slot {
+            case .success(let value)?: values.append(value)
+            case .failure(let error)?: throw error
+            case nil: throw .invalidArgument("a similarity scan worker produced no result")
+            }
+        }
+        return values
     }
 }
 

@@ -16,7 +16,7 @@ public enum PlantedCatalog {
         let truth = try SyntheticCapture.write(spec, to: directory)
         let reader = try CaptureReader.open(directory)
         let decomposer = try Decomposer(reader: reader, options: options)
-        try catalog.ingest(
+        _ = try catalog.ingest(
             header: reader.header, contentHash: "planted:\(spec.model.name):\(spec.model.checkpoint):\(UUID().uuidString)",
             options: options, qkcatVersion: "test", promptTable: reader.prompts,
             promptTokens: { try reader.tokens(ofPrompt: $0) }

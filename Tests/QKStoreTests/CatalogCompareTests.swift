@@ -16,7 +16,7 @@ private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog 
     shape.features = ["category": ["animal", "fruit"]]
     shape.topCount = 1
     shape.prompts = 10
-    try SyntheticCatalog.populate(catalog, shape: shape)
+    _ = try SyntheticCatalog.populate(catalog, shape: shape)
     return catalog
 }
 
@@ -125,6 +125,9 @@ private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog 
              score: cosine(entry.component.u, reference.component.u) * cosine(entry.component.v, reference.component.v))
         }.sorted { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
         let result = try catalog.similarComponents(to: reference.component.id, scope: scope, limit: 7)
+        // The same scan split across one connection per core gives the same answer.
+        let split = try catalog.similarComponents(to: reference.component.id, scope: scope, limit: 7, splitAbove: 0)
+        #expect(split == result)
         #expect(result.scanned == candidates.count)
         #expect(result.reference.id == reference.component.id && result.headDimension == 8 && result.scope == scope)
         #expect(result.hits.map(\.component.id) == expected.prefix(7).map(\.id))
