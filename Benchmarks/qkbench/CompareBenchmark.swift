@@ -2,6 +2,7 @@ import Foundation
 import QKCommands
 import QKEngine
 import QKStore
+import QKTestSupport
 
 // Benchmarks of issue 4: `qkcat compare --match` over two checkpoints of 32 layers × 32 heads (d_head 128,
 // rank ≤ 16) and `qkcat similar` over 1,000,000 components. Catalogs are built directly through the store's
@@ -240,4 +241,14 @@ private struct BenchRandom {
         let q = orthonormalizedColumns(Matrix(columns: noisy))
         return (0..<vectors.count).map { j in q.column(j).map(Float.init) }
     }
+}
+
+/// Writes the planted checkpoint series of the tests (`PlantedCatalog.compareSeries`) to a fresh catalog at
+/// `path`, for the documentation's examples of compare, trajectory and similar.
+func writeCompareDemoCatalog(path: String) throws -> [String: Any] {
+    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    let start = benchNow()
+    let catalog = try Catalog.open(path: path)
+    try PlantedCatalog.compareSeries(into: catalog)
+    return ["step": "compare-demo", "path": path, "seconds": benchNow() - start]
 }

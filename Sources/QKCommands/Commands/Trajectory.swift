@@ -102,8 +102,11 @@ enum TrajectoryCommand {
         let sigmas = points.map { $0.subspaces?.sigma1 ?? .nan }
         let toLast = points.map { $0.toLast?.similarity ?? .nan }
         let ranks = points.map { $0.subspaces.map { Double($0.rank) } ?? .nan }
-        invocation.print("σ₁         " + sparkline(sigmas, unicode: invocation.unicode))
-        invocation.print("rank       " + sparkline(ranks, unicode: invocation.unicode))
+        // From zero, so that a flat σ₁ or rank reads as flat rather than as its rounding noise.
+        let sigmaRange = 0...max(sigmas.filter(\.isFinite).max() ?? 1, .leastNormalMagnitude)
+        let rankRange = 0...max(ranks.filter(\.isFinite).max() ?? 1, 1)
+        invocation.print("σ₁         " + sparkline(sigmas, range: sigmaRange, unicode: invocation.unicode))
+        invocation.print("rank       " + sparkline(ranks, range: rankRange, unicode: invocation.unicode))
         invocation.print("sim. last  " + sparkline(toLast, range: 0...1, unicode: invocation.unicode))
     }
 }
