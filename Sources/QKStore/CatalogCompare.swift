@@ -91,6 +91,8 @@ public struct SimilarResult: Sendable, Equatable {
     public var scanned: Int
     /// Best first; ties by component id.
     public var hits: [SimilarHit]
+    /// Whether the vectors came from the vector cache rather than the components table.
+    public var usedCache: Bool
 }
 
 extension Catalog {
@@ -204,14 +206,17 @@ extension Catalog {
     ///
     /// One pass over the components table reads each row's `u` and `v` BLOBs in place (no copies) and
     /// scores them with a vectorized kernel; only the best `limit` are kept, then described.
-    public func similarComponents(to id: Int64, scope: SimilarScope = .all, limit: Int = 10)
+    ///
+    /// With `useCache`, a wide scope scans the catalog's vector cache (`ComponentVectorCache`, a flat file
+    /// next to the catalog, built on first use and rebuilt when the catalog changed) instead of the table.
+    public func similarComponents(to id: Int64, scope: SimilarScope = .all, limit: Int = 10, useCache: Bool = true)
         throws(StoreError) -> SimilarResult
     {
-        try similarComponents(to: id, scope: scope, limit: limit, splitAbove: 100_000)
+        try similarComponents(to: id, scope: scope, limit: limit, useCache: useCache, splitAbove: 100_000)
     }
 
-    /// As above; a wide scan is split across connections when it spans more than `splitAbove` component ids.
-    func similarComponents(to id: Int64, scope: SimilarScope, limit: Int, splitAbove: Int64)
+    /// As above; a wide scan is split across threads when it covers more than `splitAbove` components.
+    func similarComponents(to id: Int64, scope: SimilarScope, limit: Int, useCache: Bool, splitAbove: Int64)
         throws(StoreError) -> SimilarResult
     {
         guard limit > 0 else { throw .invalidArgument("similar: limit must be positive, got \(limit)") }
@@ -257,6 +262,7 @@ extension Catalog {
         let byteCount = dimension * 4
         var best = TopScores(capacity: limit)
         var scanned = 0
+        var usedCache = false
         if decompositionIDs.count * 4 < totalDecompositions {
             // A narrow scope: read only its decompositions' components, through the (decomposition, index) key.
             let components = try database.prepare("SELECT id, u, v FROM components WHERE decomposition_id = ?")
@@ -269,52 +275,20 @@ extension Catalog {
                 components.reset()
             }
         } else {
-            // A wide scope: one pass over the whole table, filtered by a bitmap of decomposition ids, split by
-            // component id across one read-only connection per core (each reads its pages memory-mapped).
             let maxID = Int(decompositionIDs.max() ?? 0)
             var wanted = [Bool](repeating: false, count: maxID + 1)
             for decompositionID in decompositionIDs { wanted[Int(decompositionID)] = true }
             let filter = decompositionIDs.count == totalDecompositions ? nil : wanted
-            let lowest = Int64(try database.scalarInt("SELECT min(id) FROM components") ?? 0)
-            let highest = Int64(try database.scalarInt("SELECT max(id) FROM components") ?? 0)
-            let canSplit = !path.isEmpty && path != ":memory:" && highest - lowest > splitAbove
-            let workers = canSplit ? max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) : 1
-            let span = (highest - lowest) / Int64(workers) + 1
-            let ranges = (0..<workers).map { worker in
-                (lowest + Int64(worker) * span, min(highest, lowest + Int64(worker + 1) * span - 1))
-            }
-            let partials = PartialScans(count: workers)
-            let scan = { @Sendable (worker: Int, connection: Database) throws(StoreError) -> Void in
-                try connection.execute("PRAGMA mmap_size = 2147418112")
-                let components = try connection.prepare(
-                    "SELECT id, decomposition_id, u, v FROM components WHERE id BETWEEN ? AND ?")
-                try components.bind(ranges[worker].0, at: 1)
-                try components.bind(ranges[worker].1, at: 2)
-                var local = TopScores(capacity: limit)
-                var count = 0
-                while try components.step() {
-                    if let filter {
-                        let decompositionID = Int(components.int64(at: 1) ?? 0)
-                        guard decompositionID < filter.count, filter[decompositionID] else { continue }
-                    }
-                    try Self.score(components, idColumn: 0, uColumn: 2, excluding: id, byteCount: byteCount, scorer: scorer,
-                                   into: &local, scanned: &count)
-                }
-                partials.set(worker, .success((local, count)))
-            }
-            if workers == 1 {
-                try scan(0, database)
+            let partials: [(best: TopScores, count: Int)]
+            if useCache, let cache = try vectorCache(dimension: dimension) {
+                usedCache = true
+                partials = try Self.scanCache(cache, excluding: id, filter: filter, scorer: scorer, limit: limit,
+                                              splitAbove: Int(splitAbove))
             } else {
-                let path = self.path
-                DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                    do throws(StoreError) {
-                        try scan(worker, try Database(path: path, mode: .readOnly))
-                    } catch {
-                        partials.set(worker, .failure(error))
-                    }
-                }
+                partials = try scanTable(excluding: id, filter: filter, byteCount: byteCount, scorer: scorer, limit: limit,
+                                         splitAbove: splitAbove)
             }
-            for partial in try partials.results() {
+            for partial in partials {
                 scanned += partial.count
                 for entry in partial.best.sorted() {
                     best.offer(score: entry.score, id: entry.id, queryCosine: entry.queryCosine, keyCosine: entry.keyCosine)
@@ -333,7 +307,95 @@ extension Catalog {
             SimilarHit(component: try hit(entry.id), score: entry.score, queryCosine: entry.queryCosine,
                        keyCosine: entry.keyCosine)
         }
-        return SimilarResult(reference: try hit(id), headDimension: dimension, scope: scope, scanned: scanned, hits: hits)
+        return SimilarResult(reference: try hit(id), headDimension: dimension, scope: scope, scanned: scanned, hits: hits,
+                             usedCache: usedCache)
+    }
+
+    /// The vector cache of `dimension`, opened or (re)built; nil when the catalog has no file of its own or
+    /// its directory refuses the file.
+    private func vectorCache(dimension: Int) throws(StoreError) -> ComponentVectorCache? {
+        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file:") else { return nil }
+        let cachePath = ComponentVectorCache.path(catalog: path, dimension: dimension)
+        let fingerprint = try ComponentVectorCache.fingerprint(database)
+        if let cache = ComponentVectorCache.open(path: cachePath, dimension: dimension, fingerprint: fingerprint) {
+            return cache
+        }
+        return try ComponentVectorCache.build(database, path: cachePath, dimension: dimension)
+    }
+
+    /// Scores every cached component (in `filter`'s decompositions when given), split across cores.
+    private static func scanCache(_ cache: ComponentVectorCache, excluding reference: Int64, filter: [Bool]?,
+                                  scorer: CosineScorer, limit: Int, splitAbove: Int) throws(StoreError)
+        -> [(best: TopScores, count: Int)]
+    {
+        let workers = cache.count > splitAbove ? max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) : 1
+        let partials = PartialScans(count: workers)
+        let dimension = cache.dimension
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            var local = TopScores(capacity: limit)
+            var count = 0
+            let range = (cache.count * worker / workers)..<(cache.count * (worker + 1) / workers)
+            for index in range {
+                if let filter {
+                    let decompositionID = Int(cache.decompositionID(index))
+                    guard decompositionID < filter.count, filter[decompositionID] else { continue }
+                }
+                let componentID = cache.componentID(index)
+                guard componentID != reference else { continue }
+                count += 1
+                let vectors = cache.vectors(index)
+                let (queryCosine, keyCosine) = scorer.cosines(vectors, vectors + 4 * dimension)
+                local.offer(score: queryCosine * keyCosine, id: componentID, queryCosine: queryCosine, keyCosine: keyCosine)
+            }
+            partials.set(worker, .success((local, count)))
+        }
+        return try partials.results()
+    }
+
+    /// One pass over the components table, filtered by a bitmap of decomposition ids, split by component id
+    /// across one read-only connection per core (each reads its pages memory-mapped).
+    private func scanTable(excluding id: Int64, filter: [Bool]?, byteCount: Int, scorer: CosineScorer, limit: Int,
+                           splitAbove: Int64) throws(StoreError) -> [(best: TopScores, count: Int)] {
+        let lowest = Int64(try database.scalarInt("SELECT min(id) FROM components") ?? 0)
+        let highest = Int64(try database.scalarInt("SELECT max(id) FROM components") ?? 0)
+        let canSplit = !path.isEmpty && path != ":memory:" && highest - lowest > splitAbove
+        let workers = canSplit ? max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) : 1
+        let span = (highest - lowest) / Int64(workers) + 1
+        let ranges = (0..<workers).map { worker in
+            (lowest + Int64(worker) * span, min(highest, lowest + Int64(worker + 1) * span - 1))
+        }
+        let partials = PartialScans(count: workers)
+        let scan = { @Sendable (worker: Int, connection: Database) throws(StoreError) -> Void in
+            try connection.execute("PRAGMA mmap_size = 2147418112")
+            let components = try connection.prepare(
+                "SELECT id, decomposition_id, u, v FROM components WHERE id BETWEEN ? AND ?")
+            try components.bind(ranges[worker].0, at: 1)
+            try components.bind(ranges[worker].1, at: 2)
+            var local = TopScores(capacity: limit)
+            var count = 0
+            while try components.step() {
+                if let filter {
+                    let decompositionID = Int(components.int64(at: 1) ?? 0)
+                    guard decompositionID < filter.count, filter[decompositionID] else { continue }
+                }
+                try Self.score(components, idColumn: 0, uColumn: 2, excluding: id, byteCount: byteCount, scorer: scorer,
+                               into: &local, scanned: &count)
+            }
+            partials.set(worker, .success((local, count)))
+        }
+        if workers == 1 {
+            try scan(0, database)
+        } else {
+            let path = self.path
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                do throws(StoreError) {
+                    try scan(worker, try Database(path: path, mode: .readOnly))
+                } catch {
+                    partials.set(worker, .failure(error))
+                }
+            }
+        }
+        return try partials.results()
     }
 
     /// Scores one row (`id`, then `u` and `v` at `uColumn`, `uColumn + 1`) unless it is the reference.

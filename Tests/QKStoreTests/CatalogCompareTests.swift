@@ -124,10 +124,17 @@ private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog 
             (id: entry.component.id,
              score: cosine(entry.component.u, reference.component.u) * cosine(entry.component.v, reference.component.v))
         }.sorted { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
-        let result = try catalog.similarComponents(to: reference.component.id, scope: scope, limit: 7)
-        // The same scan split across one connection per core gives the same answer.
-        let split = try catalog.similarComponents(to: reference.component.id, scope: scope, limit: 7, splitAbove: 0)
-        #expect(split == result)
+        let result = try catalog.similarComponents(to: reference.component.id, scope: scope, limit: 7, useCache: false)
+        #expect(!result.usedCache)
+        // The table scan split across one connection per core, and the vector cache (built by the first call
+        // that wants it), whole or split across threads, give the same answer.
+        for (useCache, splitAbove) in [(false, Int64(0)), (true, 100_000), (true, 0)] {
+            let other = try catalog.similarComponents(to: reference.component.id, scope: scope, limit: 7, useCache: useCache,
+                                                      splitAbove: splitAbove)
+            #expect(other.hits == result.hits && other.scanned == result.scanned)
+            // head scope reads its few decompositions through the index, never the cache.
+            #expect(other.usedCache == (useCache && scope != .head))
+        }
         #expect(result.scanned == candidates.count)
         #expect(result.reference.id == reference.component.id && result.headDimension == 8 && result.scope == scope)
         #expect(result.hits.map(\.component.id) == expected.prefix(7).map(\.id))
@@ -135,6 +142,30 @@ private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog 
             #expect(abs(hit.score - want.score) < 1e-5)
             #expect(abs(hit.score - hit.queryCosine * hit.keyCosine) < 1e-12)
         }
+    }
+
+    @Test func theVectorCacheFollowsTheCatalog() throws {
+        let temporary = TemporaryDatabase()
+        let catalog = try syntheticCatalog(temporary)
+        let cachePath = temporary.path + ".vectors-d8"
+        let first = try catalog.similarComponents(to: 5, limit: 1000)
+        #expect(first.usedCache && FileManager.default.fileExists(atPath: cachePath))
+        #expect(first.scanned == 2 * 2 * 4 * 3 * 3 - 1)
+        // Another model ingested: the fingerprint changes and the cache is rebuilt with its components.
+        var shape = SyntheticCatalog.Shape()
+        (shape.checkpoints, shape.layers, shape.heads, shape.kvHeads, shape.headDimension, shape.rank) = (["step9"], 1, 2, 1, 8, 2)
+        (shape.model, shape.features, shape.topCount, shape.prompts, shape.seed) = ("second-model", ["category": []], 1, 10, 9)
+        _ = try SyntheticCatalog.populate(catalog, shape: shape)
+        let second = try catalog.similarComponents(to: 5, limit: 1000)
+        #expect(second.usedCache && second.scanned == first.scanned + 4)
+        #expect(second.hits == (try catalog.similarComponents(to: 5, limit: 1000, useCache: false)).hits)
+        // A damaged cache file is ignored and replaced.
+        try Data("not a cache".utf8).write(to: URL(fileURLWithPath: cachePath))
+        let third = try catalog.similarComponents(to: 5, limit: 1000)
+        #expect(third.usedCache && third.hits == second.hits)
+        #expect((try FileManager.default.attributesOfItem(atPath: cachePath)[.size] as? Int ?? 0) > 4096)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: temporary.directory.path).filter { $0.contains(".tmp-") }
+        #expect(leftovers.isEmpty)
     }
 
     @Test func similarErrors() throws {
