@@ -303,9 +303,15 @@ extension Catalog {
             guard try describe.step() else { throw .notFound(what: "component \(componentID)") }
             return Self.readHit(describe)
         }
-        let hits = try best.sorted().map { (entry) throws(StoreError) -> SimilarHit in
-            SimilarHit(component: try hit(entry.id), score: entry.score, queryCosine: entry.queryCosine,
-                       keyCosine: entry.keyCosine)
+        var hits: [SimilarHit] = []
+        for entry in best.sorted() {
+            do throws(StoreError) {
+                hits.append(SimilarHit(component: try hit(entry.id), score: entry.score, queryCosine: entry.queryCosine,
+                                       keyCosine: entry.keyCosine))
+            } catch .notFound where usedCache {
+                // A component removed behind the fingerprint's back: the cache is stale, so ask the table.
+                return try similarComponents(to: id, scope: scope, limit: limit, useCache: false, splitAbove: splitAbove)
+            }
         }
         return SimilarResult(reference: try hit(id), headDimension: dimension, scope: scope, scanned: scanned, hits: hits,
                              usedCache: usedCache)

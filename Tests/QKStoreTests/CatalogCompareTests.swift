@@ -164,6 +164,16 @@ private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog 
         let third = try catalog.similarComponents(to: 5, limit: 1000)
         #expect(third.usedCache && third.hits == second.hits)
         #expect((try FileManager.default.attributesOfItem(atPath: cachePath)[.size] as? Int ?? 0) > 4096)
+        // A component deleted by hand keeps the fingerprint (same captures, decompositions and highest id):
+        // the stale cache is noticed when a hit cannot be described, and the table answers instead.
+        let gone = try #require(third.hits.first { $0.component.id != 5 }).component.id
+        try catalog.database.execute("""
+            DELETE FROM examples WHERE component_id = \(gone); DELETE FROM token_aggregates WHERE component_id = \(gone);
+            DELETE FROM components WHERE id = \(gone)
+            """)
+        let fourth = try catalog.similarComponents(to: 5, limit: 1000)
+        #expect(!fourth.usedCache && fourth.scanned == third.scanned - 1)
+        #expect(!fourth.hits.contains { $0.component.id == gone })
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: temporary.directory.path).filter { $0.contains(".tmp-") }
         #expect(leftovers.isEmpty)
     }
