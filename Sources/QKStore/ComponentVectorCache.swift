@@ -133,6 +133,8 @@ final class ComponentVectorCache: @unchecked Sendable {
         var filled = 0
         var offset = headerSize
         var componentIDs: [Int64] = [], decompositionIDs: [Int64] = []
+        // Pages read memory-mapped rather than copied in by read(2).
+        try database.execute("PRAGMA mmap_size = 2147418112")
         let components = try database.prepare("SELECT id, decomposition_id, u, v FROM components")
         while try components.step() {
             let decomposition = Int(components.int64(at: 1) ?? 0)
