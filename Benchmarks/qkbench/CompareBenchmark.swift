@@ -53,6 +53,15 @@ func compareMatchBenchmark(directory: URL, layers: Int = 32, heads: Int = 32, he
         guard code == 0 else { throw BenchFailure.command("compare --match exited \(code): \(err.text)") }
         output = out.text
     }
+    // The same two checkpoints compared head by head (no matching), for reference.
+    var byIndexTimes: [Double] = []
+    for _ in 0..<repetitions {
+        let out = StringOutput(), err = StringOutput()
+        let start = benchNow()
+        let code = QKCat.root.main(arguments: Array(arguments.filter { $0 != "--match" }), stdout: out, stderr: err)
+        byIndexTimes.append(benchNow() - start)
+        guard code == 0 else { throw BenchFailure.command("compare exited \(code): \(err.text)") }
+    }
     let pairs = (try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]]) ?? []
     let recovered = pairs.filter { pair in
         guard let layer = pair["layer"] as? Int, let from = pair["head_from"] as? Int, let to = pair["head_to"] as? Int else { return false }
@@ -60,7 +69,7 @@ func compareMatchBenchmark(directory: URL, layers: Int = 32, heads: Int = 32, he
     }.count
     return [
         "step": "compare-match", "layers": layers, "heads": heads, "d_head": headDimension, "max_rank": maxRank,
-        "median_seconds": benchMedian(times), "runs_seconds": times, "pairs": pairs.count, "permutation_recovered": recovered,
+        "median_seconds": benchMedian(times), "runs_seconds": times, "compare_by_index_median_seconds": benchMedian(byIndexTimes), "pairs": pairs.count, "permutation_recovered": recovered,
         "catalog_build_seconds": buildSeconds, "catalog_bytes": benchFileSize(path),
     ]
 }
