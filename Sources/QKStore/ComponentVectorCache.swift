@@ -15,6 +15,15 @@ import QKEngine
 /// offset of the id table, fingerprint length, fingerprint), then per component `u` then `v` as float32,
 /// then the component ids and their decomposition ids as Int64.
 final class ComponentVectorCache: @unchecked Sendable {
+    /// open(2), named apart from this type's `open`.
+    private static func openFile(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+        #if canImport(Glibc)
+        Glibc.open(path, flags, mode)
+        #else
+        Darwin.open(path, flags, mode)
+        #endif
+    }
+
     static let magic: UInt64 = 0x3143_5654_4143_4B51   // "QKCATVC1" read little-endian
     static let headerSize = 4096
 
@@ -40,7 +49,7 @@ final class ComponentVectorCache: @unchecked Sendable {
 
     /// Maps the cache at `path` when it exists, is well formed and matches `fingerprint`; nil otherwise.
     static func open(path: String, dimension: Int, fingerprint: String) -> ComponentVectorCache? {
-        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let descriptor = openFile(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
         var status = stat()
@@ -107,7 +116,7 @@ final class ComponentVectorCache: @unchecked Sendable {
             wanted[id] = true
         }
         let temporary = "\(path).tmp-\(getpid())-\(UUID().uuidString.prefix(8))"
-        let descriptor = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let descriptor = openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { return nil }   // the directory refuses: no cache, the direct scan still works
         var finished = false
         defer {

@@ -4,7 +4,8 @@ import QKTestSupport
 import Testing
 @testable import QKStore
 
-private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog {
+/// 2 checkpoints × 2 layers × 4 heads, d_head 8, rank 3, a pooled and two per-value decompositions per head.
+func compareSyntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog {
     let catalog = try Catalog.open(path: temporary.path)
     var shape = SyntheticCatalog.Shape()
     shape.checkpoints = ["step2", "main"]
@@ -23,7 +24,7 @@ private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog 
 @Suite struct CatalogCompareTests {
     @Test func subspacesCarryTheStoredVectorsInKeyOrder() throws {
         let temporary = TemporaryDatabase()
-        let catalog = try syntheticCatalog(temporary)
+        let catalog = try compareSyntheticCatalog(temporary)
         let records = try catalog.subspaces(model: "synthetic-model", checkpoint: "main")
         #expect(records.count == 2 * 4 * 3)
         #expect(records.map(\.key) == records.map(\.key).sorted())
@@ -82,7 +83,7 @@ private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog 
 
     @Test func lookupsNameWhatExists() throws {
         let temporary = TemporaryDatabase()
-        let catalog = try syntheticCatalog(temporary)
+        let catalog = try compareSyntheticCatalog(temporary)
         #expect(throws: StoreError.invalidArgument("model 'other' not found (models: synthetic-model)")) {
             try catalog.model(named: "other")
         }
@@ -111,7 +112,7 @@ private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog 
     @Test(arguments: SimilarScope.allCases)
     func similarMatchesABruteForceRanking(scope: SimilarScope) throws {
         let temporary = TemporaryDatabase()
-        let catalog = try syntheticCatalog(temporary)
+        let catalog = try compareSyntheticCatalog(temporary)
         let everything = try allComponents(catalog)
         let reference = everything[29]
         let candidates = everything.filter { entry in
@@ -144,43 +145,9 @@ private func syntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog 
         }
     }
 
-    @Test func theVectorCacheFollowsTheCatalog() throws {
-        let temporary = TemporaryDatabase()
-        let catalog = try syntheticCatalog(temporary)
-        let cachePath = temporary.path + ".vectors-d8"
-        let first = try catalog.similarComponents(to: 5, limit: 1000)
-        #expect(first.usedCache && FileManager.default.fileExists(atPath: cachePath))
-        #expect(first.scanned == 2 * 2 * 4 * 3 * 3 - 1)
-        // Another model ingested: the fingerprint changes and the cache is rebuilt with its components.
-        var shape = SyntheticCatalog.Shape()
-        (shape.checkpoints, shape.layers, shape.heads, shape.kvHeads, shape.headDimension, shape.rank) = (["step9"], 1, 2, 1, 8, 2)
-        (shape.model, shape.features, shape.topCount, shape.prompts, shape.seed) = ("second-model", ["category": []], 1, 10, 9)
-        _ = try SyntheticCatalog.populate(catalog, shape: shape)
-        let second = try catalog.similarComponents(to: 5, limit: 1000)
-        #expect(second.usedCache && second.scanned == first.scanned + 4)
-        #expect(second.hits == (try catalog.similarComponents(to: 5, limit: 1000, useCache: false)).hits)
-        // A damaged cache file is ignored and replaced.
-        try Data("not a cache".utf8).write(to: URL(fileURLWithPath: cachePath))
-        let third = try catalog.similarComponents(to: 5, limit: 1000)
-        #expect(third.usedCache && third.hits == second.hits)
-        #expect((try FileManager.default.attributesOfItem(atPath: cachePath)[.size] as? Int ?? 0) > 4096)
-        // A component deleted by hand keeps the fingerprint (same captures, decompositions and highest id):
-        // the stale cache is noticed when a hit cannot be described, and the table answers instead.
-        let gone = try #require(third.hits.first { $0.component.id != 5 }).component.id
-        try catalog.database.execute("""
-            DELETE FROM examples WHERE component_id = \(gone); DELETE FROM token_aggregates WHERE component_id = \(gone);
-            DELETE FROM components WHERE id = \(gone)
-            """)
-        let fourth = try catalog.similarComponents(to: 5, limit: 1000)
-        #expect(!fourth.usedCache && fourth.scanned == third.scanned - 1)
-        #expect(!fourth.hits.contains { $0.component.id == gone })
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: temporary.directory.path).filter { $0.contains(".tmp-") }
-        #expect(leftovers.isEmpty)
-    }
-
     @Test func similarErrors() throws {
         let temporary = TemporaryDatabase()
-        let catalog = try syntheticCatalog(temporary)
+        let catalog = try compareSyntheticCatalog(temporary)
         #expect(throws: StoreError.notFound(what: "component 123456")) { try catalog.similarComponents(to: 123_456) }
         #expect(throws: StoreError.invalidArgument("similar: limit must be positive, got 0")) {
             try catalog.similarComponents(to: 1, limit: 0)
