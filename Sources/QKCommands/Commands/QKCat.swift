@@ -28,6 +28,9 @@ public enum QKCat {
             // catalog (issue 3)
             ingestCommand, searchCommand, showCommand, listCommand, labelCommand, exportCommand,
             // compare (issue 4)
+            CompareCommand.command,
+            TrajectoryCommand.command,
+            SimilarCommand.command,
             // attribute (issue 5)
             Attribute.command,
         ]
