@@ -31,6 +31,10 @@ done
 "$BENCH" svd | record
 python3 Benchmarks/svd_numpy.py | sed 's/^{/{"step": "svd_numpy", /' | record
 
+# Comparing checkpoints (issue 4): --match over 2 x 32 x 32 heads, similar over 1M components.
+"$BENCH" compare-match "$OUT/compare" | record
+"$BENCH" similar "$OUT/compare" | record
+
 # Attribution over every prompt and head of the 2000-prompt capture (issue 5).
 "$BENCH" attribute "$OUT/capture-2000" --db "$OUT/attribute.sqlite" --repeat "$REPEAT" | record
 

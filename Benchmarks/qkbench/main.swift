@@ -4,6 +4,8 @@
 //   qkbench engine DIR [--threads N]       one JSON line: wall time, GB/s, peak RSS
 //   qkbench svd                            SVD medians per size, one JSON line
 //   qkbench attribute DIR [--db PATH] [--repeat N]   `qkcat attribute DIR --all` throughput
+//   qkbench compare-match DIR              `qkcat compare --match` over 2 x 32 x 32 heads
+//   qkbench similar DIR [--components N]   `qkcat similar` over a catalog of N components
 //
 // Each measurement runs in its own process so that peak RSS is that step's alone.
 import Foundation
@@ -84,6 +86,13 @@ do {
               "peak_rss": peakRSS(), "decompositions": decompositions, "components": components, "threads": threads])
     case "attribute":
         emit(try attributeBenchmark(Array(arguments.dropFirst())))
+    case "compare-match":
+        emit(try compareMatchBenchmark(directory: URL(fileURLWithPath: arguments[1])))
+    case "similar":
+        emit(try similarBenchmark(directory: URL(fileURLWithPath: arguments[1]),
+                                  components: option("components", arguments, default: 1_000_000)))
+    case "compare-demo":   // writes the planted catalog used for the examples in docs/compare.md
+        emit(try writeCompareDemoCatalog(path: arguments[1]))
     case "svd":
         let results = svdBenchmark()
         emit(["step": "svd", "median_ms": Dictionary(uniqueKeysWithValues: results.map { (String($0.size), $0.medianMilliseconds) })])

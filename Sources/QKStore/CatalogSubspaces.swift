@@ -15,11 +15,6 @@ public struct QuerySubspaceRecord: Sendable, Equatable {
 }
 
 extension Catalog {
-    /// The model named `name`, if the catalog holds it.
-    public func model(named name: String) throws(StoreError) -> ModelRecord? {
-        try listModels().first { $0.name == name }
-    }
-
     /// Query subspaces of the pooled decompositions of `model` at `checkpoint`, optionally of one layer,
     /// head or set of features, ordered by layer, head and feature name.
     ///

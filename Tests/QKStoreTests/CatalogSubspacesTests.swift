@@ -22,8 +22,8 @@ import Testing
         #expect(try catalog.querySubspaces(model: "toy-model", checkpoint: "step100", features: []).isEmpty)
         #expect(try catalog.querySubspaces(model: "toy-model", checkpoint: "main").isEmpty)
         #expect(try catalog.querySubspaces(model: "other", checkpoint: "step100").isEmpty)
-        #expect(try catalog.model(named: "toy-model")?.headDimension == 4)
-        #expect(try catalog.model(named: "other") == nil)
+        #expect(try catalog.model(named: "toy-model").headDimension == 4)
+        #expect(throws: StoreError.self) { try catalog.model(named: "other") }
     }
 
     @Test func theMostRecentCaptureWinsWhenTwoDecomposedTheSameHead() throws {

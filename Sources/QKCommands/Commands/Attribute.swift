@@ -102,7 +102,7 @@ enum Attribute {
 
     /// The catalog must hold the capture's model with the same d_head, and the checkpoint.
     static func checkCompatible(catalog: Catalog, model: ModelInfo, checkpoint: String) throws {
-        guard let record = try catalog.model(named: model.name) else {
+        guard let record = try catalog.listModels().first(where: { $0.name == model.name }) else {
             let names = try catalog.listModels().map(\.name)
             throw CommandError.failure(
                 "the capture's model '\(model.name)' is not in the catalog "
