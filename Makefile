@@ -30,6 +30,7 @@ demo: release
 	$(QKCAT) ingest $(DEMO_CAPTURE) --db $(DEMO_DB) --per-value
 	$(QKCAT) search fruit --db $(DEMO_DB) --feature category --limit 8
 	$(QKCAT) show --db $(DEMO_DB) --model sentence-transformers/all-MiniLM-L6-v2 --layer 2 --head 9 --feature category --examples 3 --spectrum 10 | head -n 40
+	$(QKCAT) attribute $(DEMO_CAPTURE) --prompt filter-0089 --layer 2 --head 9 --features category --scale --db $(DEMO_DB)
 
 test: deps test-swift test-python
 
