@@ -25,6 +25,8 @@ public final class IngestSession {
     private let insertExample: Statement
     private let insertAggregate: Statement
     private let insertSearch: Statement
+    private let insertSearchKeys: Statement
+    private let searchTerms: TermCounter
     private let insertPrompt: Statement
     private let insertSkip: Statement
 
@@ -98,6 +100,12 @@ public final class IngestSession {
                 INSERT INTO component_search (rowid, auto_label, human_label, note, feature, tokens, names, facets)
                 VALUES (?, ?, '', '', ?, ?, ?, ?)
                 """)
+            insertSearchKeys = try database.prepare("""
+                INSERT INTO component_search_keys (component_id, sigma, checkpoint_id, layer, head, feature_id, value)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+            // The capture's searchable texts, tokenized as the catalog's index does, for search_terms at finish().
+            searchTerms = try TermCounter(database: database, name: "ingest_search_terms")
             insertPrompt = try database.prepare(
                 "INSERT INTO prompts (capture_id, prompt_index, prompt_key, tokens_json) VALUES (?, ?, ?, ?)")
             insertSkip = try database.prepare(
@@ -129,6 +137,8 @@ public final class IngestSession {
     public func finish() throws(StoreError) -> IngestSummary {
         guard open else { throw .invalidArgument("ingest session is already finished or rolled back") }
         do {
+            try searchTerms.addCounts()
+            try searchTerms.drop()
             try catalog.database.execute("COMMIT")
         } catch {
             rollback()
@@ -210,10 +220,21 @@ public final class IngestSession {
             try insertSearch.bind(componentID, at: 1)
             try insertSearch.bind(label, at: 2)
             try insertSearch.bind(featureText, at: 3)
-            try insertSearch.bind((topKeys + topQueries).joined(separator: " "), at: 4)
+            let tokens = (topKeys + topQueries).joined(separator: " ")
+            try insertSearch.bind(tokens, at: 4)
             try insertSearch.bind(names, at: 5)
             try insertSearch.bind(facets, at: 6)
             try insertSearch.run()
+            try searchTerms.add([label, featureText, tokens, names].joined(separator: "\n"))
+
+            try insertSearchKeys.bind(componentID, at: 1)
+            try insertSearchKeys.bind(component.sigma, at: 2)
+            try insertSearchKeys.bind(checkpointID, at: 3)
+            try insertSearchKeys.bind(decomposition.layer, at: 4)
+            try insertSearchKeys.bind(decomposition.head, at: 5)
+            try insertSearchKeys.bind(feature.id, at: 6)
+            try insertSearchKeys.bind(decomposition.value, at: 7)
+            try insertSearchKeys.run()
         }
     }
 

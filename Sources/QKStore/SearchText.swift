@@ -2,14 +2,19 @@ import Foundation
 
 /// Building FTS5 queries and index text.
 enum SearchText {
-    /// The user's words as FTS5 strings joined by AND: no word is ever read as FTS5 syntax.
-    static func quotedTerms(_ query: String) -> [String] {
-        // Control characters (NUL among them) separate words like spaces do.
+    /// The user's words: separated by whitespace and control characters (NUL among them).
+    static func words(_ query: String) -> [String] {
         query.unicodeScalars.split { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
-            .map { String(String.UnicodeScalarView($0)) }.map { word in
-            "\"" + word.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-        }
+            .map { String(String.UnicodeScalarView($0)) }
     }
+
+    /// A word as an FTS5 string: never read as FTS5 syntax.
+    static func quoted(_ word: String) -> String {
+        "\"" + word.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// The user's words as FTS5 strings (to be joined by AND).
+    static func quotedTerms(_ query: String) -> [String] { words(query).map(quoted) }
 
     /// Facet tokens of one component (indexed in the `facets` column).
     static func facets(model: String, checkpoint: String, layer: Int, head: Int, feature: String, kind: String,
