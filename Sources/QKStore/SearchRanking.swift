@@ -166,6 +166,23 @@ enum SearchRanking {
     }
 }
 
+/// The rowids of `component_search`: σ order, so that the first matches in rowid order are the strongest.
+enum SearchRow {
+    /// Component ids must stay below 2^31 to share the rowid with σ.
+    static let idBits: Int64 = 31
+    static let idMask: Int64 = (1 << idBits) - 1
+
+    /// (2^31 − 1 − the float32 bits of σ) · 2^31 + id: ascending rowid is descending σ (float32 precision), then
+    /// ascending id. σ is never negative; a negative or NaN σ sorts last.
+    static func rowid(sigma: Double, componentID: Int64) -> Int64 {
+        precondition(componentID >= 0 && componentID <= idMask, "component id \(componentID) does not fit 31 bits")
+        let magnitude = sigma.isNaN || sigma < 0 ? 0 : Float(sigma).bitPattern & 0x7FFF_FFFF
+        return (Int64(0x7FFF_FFFF) - Int64(magnitude)) << idBits | componentID
+    }
+
+    static func componentID(_ rowid: Int64) -> Int64 { rowid & idMask }
+}
+
 /// Counts, per term, the documents (texts) that contain it, with the catalog's tokenizer: a temporary FTS5 table
 /// and its `fts5vocab` view on the same connection, created inside the caller's transaction.
 final class TermCounter {
