@@ -102,6 +102,22 @@ CREATE TABLE components (
     UNIQUE (decomposition_id, component_index)
 );
 
+-- What search orders and filters by, per component: σ and the decomposition's place, copied from
+-- decompositions, heads and features at ingest (none of them changes afterwards). Components rows carry
+-- two vectors each; this table and its index stay small, so search reads few pages.
+CREATE TABLE component_search_keys (
+    component_id  INTEGER PRIMARY KEY REFERENCES components (id),
+    sigma         REAL NOT NULL,
+    checkpoint_id INTEGER NOT NULL REFERENCES checkpoints (id),
+    layer         INTEGER NOT NULL,
+    head          INTEGER NOT NULL,
+    feature_id    INTEGER NOT NULL REFERENCES features (id),
+    value         TEXT
+);
+-- Listing by σ, filters checked inside the index: strongest components first.
+CREATE INDEX component_search_keys_by_sigma
+    ON component_search_keys (sigma, checkpoint_id, layer, head, feature_id, value);
+
 -- The tokens of the prompts that some example cites (and only those), for showing contexts.
 CREATE TABLE prompts (
     id           INTEGER PRIMARY KEY,
@@ -149,16 +165,14 @@ CREATE TABLE skips (
 );
 CREATE INDEX skips_by_capture ON skips (capture_id);
 
--- Full-text index of components. Its rowid orders components by σ, largest first: (2147483647 − the
--- float32 bits of σ) × 2^31 + components.id, so a search takes the first matches in rowid order and
--- stops (ties in σ at float32 precision go by id); component_search_rows maps each component to its
--- rowid. The store writes a row per component at ingest; the triggers below keep labels and notes in
--- step, so a new human label is searchable at once.
+-- Full-text index of components, rowid = components.id. The store writes a row per component at
+-- ingest; the triggers below keep labels and notes in step, so a new human label is searchable at once.
 -- `facets` holds exact filter tokens (fl<layer>, fh<head>, and the hex of the UTF-8 names: fm model,
 -- fc checkpoint, ff feature, fv value, fk kind), so that filtered searches intersect postings instead
--- of scanning. User words are matched in the other columns only and ranked by qkrank (bm25 over the
--- user's words alone, with document counts from search_terms), so filter tokens never cost ranking
--- time. Ġ and Ċ (byte-level BPE's space and newline) separate words.
+-- of scanning (one capture's components have neighbouring ids, so postings of a filter come in runs).
+-- User words are matched in the other columns only and ranked by qkrank (bm25 over the user's words
+-- alone, with document counts from search_terms), so filter tokens never cost ranking time.
+-- Ġ and Ċ (byte-level BPE's space and newline) separate words.
 CREATE VIRTUAL TABLE component_search USING fts5 (
     auto_label,
     human_label,
@@ -168,12 +182,6 @@ CREATE VIRTUAL TABLE component_search USING fts5 (
     names,
     facets,
     tokenize = "unicode61 remove_diacritics 2 separators 'ĠĊ'"
-);
-
--- The component_search rowid of each component.
-CREATE TABLE component_search_rows (
-    component_id INTEGER PRIMARY KEY REFERENCES components (id),
-    search_rowid INTEGER NOT NULL
 );
 
 -- Per term of the searchable columns (as the FTS5 tokenizer yields it): how many components contain it.
@@ -188,12 +196,11 @@ CREATE TRIGGER components_label_changed AFTER UPDATE OF human_label, note ON com
 BEGIN
     UPDATE component_search
        SET human_label = coalesce(NEW.human_label, ''), note = coalesce(NEW.note, '')
-     WHERE rowid = (SELECT search_rowid FROM component_search_rows WHERE component_id = NEW.id);
+     WHERE rowid = NEW.id;
 END;
 
 CREATE TRIGGER components_deleted AFTER DELETE ON components
 BEGIN
-    DELETE FROM component_search
-     WHERE rowid = (SELECT search_rowid FROM component_search_rows WHERE component_id = OLD.id);
-    DELETE FROM component_search_rows WHERE component_id = OLD.id;
+    DELETE FROM component_search WHERE rowid = OLD.id;
+    DELETE FROM component_search_keys WHERE component_id = OLD.id;
 END;

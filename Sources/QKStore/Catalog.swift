@@ -73,38 +73,101 @@ public final class Catalog {
     // MARK: Search
 
     /// Components matching `query` (ranked by relevance, ties by σ) and `filters`; an empty query lists by σ,
-    /// largest first (σ compared at float32 precision; equal σ by id).
+    /// largest first (equal σ by id).
     ///
     /// Every whitespace-separated word is quoted as an FTS5 string, so no input is read as FTS5 syntax.
     /// Relevance is bm25 over the words alone (`qkrank`); column weights: human label 5, automatic label, note,
-    /// feature and tokens 1, model/checkpoint names 0.5. Filters are exact facet tokens of the full-text index,
-    /// whose rowids run in σ order: a listing stops after `limit` matches.
+    /// feature and tokens 1, model/checkpoint names 0.5. Filters are exact facet tokens of the full-text index.
     public func search(_ query: String, filters: SearchFilters = SearchFilters(), limit: Int = 20)
         throws(StoreError) -> [ComponentHit]
     {
         guard limit > 0 else { throw .invalidArgument("search limit must be positive, got \(limit)") }
         let words = SearchText.words(query)
-        let facets = SearchText.facetTerms(filters)
-        let statement: Statement
+        let ranked: [(id: Int64, score: Double?)]
         if words.isEmpty {
-            statement = try database.prepare("""
-                SELECT rowid, NULL FROM component_search \(facets.isEmpty ? "" : "WHERE component_search MATCH ?")
-                 ORDER BY rowid LIMIT ?
-                """)
-            try statement.bind((facets.isEmpty ? [] : [.text(facets.joined(separator: " AND "))]) + [.integer(limit)])
+            ranked = try componentsBySigma(filters, limit: limit).map { ($0, nil) }
         } else {
-            statement = try rankingStatement(words, facets: facets, limit: limit)
-        }
-        var ranked: [(id: Int64, score: Double?)] = []
-        while try statement.step() {
-            ranked.append((SearchRow.componentID(statement.int64(at: 0) ?? 0), statement.double(at: 1)))
+            ranked = try componentsByRelevance(words, filters, limit: limit)
         }
         return try hits(ranked)
     }
 
-    /// The most relevant matches of `words` within `facets`: (rowid, score), best first; equal scores in rowid
-    /// (σ) order.
-    private func rankingStatement(_ words: [String], facets: [String], limit: Int) throws(StoreError) -> Statement {
+    /// How many filtered components the σ listing gathers from the full-text index before it scans by σ instead
+    /// (about √(limit × components) balances the two at a million components).
+    var sigmaListingGatherLimit = 4000
+
+    /// Ids of the strongest components passing `filters`.
+    ///
+    /// A selective filter is listed whole from the full-text index (its facet tokens) and sorted; a broad one
+    /// (more than `sigmaListingGatherLimit` components) scans the σ index from the top, where matches are dense.
+    func componentsBySigma(_ filters: SearchFilters, limit: Int) throws(StoreError) -> [Int64] {
+        let order = "ORDER BY k.sigma DESC, k.component_id LIMIT ?"
+        let facets = SearchText.facetTerms(filters).joined(separator: " AND ")
+        let statement: Statement
+        let gathered = facets.isEmpty ? Int.max : try database.scalarInt("""
+            SELECT count(*) FROM (SELECT rowid FROM component_search WHERE component_search MATCH ? LIMIT ?)
+            """, [.text(facets), .integer(sigmaListingGatherLimit + 1)]) ?? 0
+        if gathered <= sigmaListingGatherLimit {
+            statement = try database.prepare("""
+                SELECT k.component_id
+                  FROM (SELECT rowid AS id FROM component_search WHERE component_search MATCH ?) s
+                 CROSS JOIN component_search_keys k ON k.component_id = s.id
+                 \(order)
+                """)
+            try statement.bind([.text(facets), .integer(limit)])
+        } else {
+            guard let exact = try exactKeyFilter(filters) else { return [] }
+            statement = try database.prepare("""
+                SELECT k.component_id FROM component_search_keys k INDEXED BY component_search_keys_by_sigma
+                 \(exact.conditions.isEmpty ? "" : "WHERE " + exact.whereBody) \(order)
+                """)
+            try statement.bind(exact.values + [.integer(limit)])
+        }
+        var ids: [Int64] = []
+        while try statement.step() { ids.append(statement.int64(at: 0) ?? 0) }
+        return ids
+    }
+
+    /// Conditions on `component_search_keys k` equal to `filters`; nil when a named model, checkpoint, feature or
+    /// kind is not in the catalog (nothing can match).
+    func exactKeyFilter(_ filters: SearchFilters) throws(StoreError) -> FilterSQL? {
+        var exact = FilterSQL()
+        if filters.model != nil || filters.checkpoint != nil {
+            var names = FilterSQL()
+            names.add("m.name = ?", filters.model.map(SQLValue.text))
+            names.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
+            let ids = try integers("SELECT ck.id FROM checkpoints ck JOIN models m ON m.id = ck.model_id WHERE "
+                + names.whereBody, names.values)
+            if ids.isEmpty { return nil }
+            exact.conditions.append("k.checkpoint_id IN (\(ids.map(String.init).joined(separator: ", ")))")
+        }
+        exact.add("k.layer = ?", filters.layer.map(SQLValue.integer))
+        exact.add("k.head = ?", filters.head.map(SQLValue.integer))
+        if filters.feature != nil || filters.kind != nil {
+            var names = FilterSQL()
+            names.add("name = ?", filters.feature.map(SQLValue.text))
+            names.add("kind = ?", filters.kind.map(SQLValue.text))
+            let ids = try integers("SELECT id FROM features WHERE " + names.whereBody, names.values)
+            if ids.isEmpty { return nil }
+            exact.conditions.append("k.feature_id IN (\(ids.map(String.init).joined(separator: ", ")))")
+        }
+        exact.add("k.value = ?", filters.value.map(SQLValue.text))
+        return exact
+    }
+
+    private func integers(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
+        let statement = try database.prepare(sql)
+        try statement.bind(values)
+        var result: [Int64] = []
+        while try statement.step() { result.append(statement.int64(at: 0) ?? 0) }
+        return result
+    }
+
+    /// Ids and scores of the most relevant components for `words` within `filters`: best score first, equal
+    /// scores by σ (largest first), then id.
+    func componentsByRelevance(_ words: [String], _ filters: SearchFilters, limit: Int)
+        throws(StoreError) -> [(id: Int64, score: Double?)]
+    {
         // Document counts of the words from search_terms; -1 (qkrank counts them) for a word that is not one plain
         // ASCII term, or that no ingested text holds.
         let lookup = try database.prepare("SELECT documents FROM search_terms WHERE term = ?")
@@ -115,16 +178,23 @@ public final class Catalog {
             documents.append(try lookup.step() ? (lookup.int(at: 0) ?? -1) : -1)
             lookup.reset()
         }
-        let expression = (words.map { SearchRanking.searchableColumns + " : " + SearchText.quoted($0) } + facets)
-            .joined(separator: " AND ")
-        let arguments = ([words.count] + documents).map(String.init).joined(separator: ", ")
+        let expression = (words.map { SearchRanking.searchableColumns + " : " + SearchText.quoted($0) }
+            + SearchText.facetTerms(filters)).joined(separator: " AND ")
+        // qkrank drops (NULL) the rows that cannot reach the first `limit`, before σ is looked up and rows sorted.
+        let arguments = ([limit, words.count] + documents).map(String.init).joined(separator: ", ")
         let statement = try database.prepare("""
-            SELECT rowid, \(SearchRanking.functionName)(component_search, \(arguments)) AS score
-              FROM component_search WHERE component_search MATCH ?
-             ORDER BY score, rowid LIMIT ?
+            SELECT s.id, s.score
+              FROM (SELECT rowid AS id, \(SearchRanking.functionName)(component_search, \(arguments)) AS score
+                      FROM component_search WHERE component_search MATCH ?) s
+             CROSS JOIN component_search_keys k ON k.component_id = s.id
+             WHERE s.score IS NOT NULL
+             ORDER BY s.score, k.sigma DESC, s.id
+             LIMIT ?
             """)
         try statement.bind([.text(expression), .integer(limit)])
-        return statement
+        var ranked: [(id: Int64, score: Double?)] = []
+        while try statement.step() { ranked.append((statement.int64(at: 0) ?? 0, statement.double(at: 1))) }
+        return ranked
     }
 
     /// The hits for `ranked` ids, in that order.
@@ -204,7 +274,7 @@ public final class Catalog {
             SELECT coalesce(auto_label, '') || char(10) || coalesce(human_label, '') || char(10) || coalesce(note, '')
                    || char(10) || coalesce(feature, '') || char(10) || coalesce(tokens, '') || char(10) || coalesce(names, '')
               FROM component_search
-             WHERE rowid = (SELECT search_rowid FROM component_search_rows WHERE component_id = ?)
+             WHERE rowid = ?
             """)
         try statement.bind(componentID, at: 1)
         return try statement.step() ? (statement.text(at: 0) ?? "") : ""

@@ -25,7 +25,7 @@ public final class IngestSession {
     private let insertExample: Statement
     private let insertAggregate: Statement
     private let insertSearch: Statement
-    private let insertSearchRow: Statement
+    private let insertSearchKeys: Statement
     private let searchTerms: TermCounter
     private let insertPrompt: Statement
     private let insertSkip: Statement
@@ -100,8 +100,10 @@ public final class IngestSession {
                 INSERT INTO component_search (rowid, auto_label, human_label, note, feature, tokens, names, facets)
                 VALUES (?, ?, '', '', ?, ?, ?, ?)
                 """)
-            insertSearchRow = try database.prepare(
-                "INSERT INTO component_search_rows (component_id, search_rowid) VALUES (?, ?)")
+            insertSearchKeys = try database.prepare("""
+                INSERT INTO component_search_keys (component_id, sigma, checkpoint_id, layer, head, feature_id, value)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
             // The capture's searchable texts, tokenized as the catalog's index does, for search_terms at finish().
             searchTerms = try TermCounter(database: database, name: "ingest_search_terms")
             insertPrompt = try database.prepare(
@@ -215,8 +217,7 @@ public final class IngestSession {
             let topQueries = try component.queries.highestTokens.map { aggregate throws(StoreError) in
                 try tokenString(aggregate.token, place)
             }
-            let searchRowID = SearchRow.rowid(sigma: component.sigma, componentID: componentID)
-            try insertSearch.bind(searchRowID, at: 1)
+            try insertSearch.bind(componentID, at: 1)
             try insertSearch.bind(label, at: 2)
             try insertSearch.bind(featureText, at: 3)
             let tokens = (topKeys + topQueries).joined(separator: " ")
@@ -226,9 +227,14 @@ public final class IngestSession {
             try insertSearch.run()
             try searchTerms.add([label, featureText, tokens, names].joined(separator: "\n"))
 
-            try insertSearchRow.bind(componentID, at: 1)
-            try insertSearchRow.bind(searchRowID, at: 2)
-            try insertSearchRow.run()
+            try insertSearchKeys.bind(componentID, at: 1)
+            try insertSearchKeys.bind(component.sigma, at: 2)
+            try insertSearchKeys.bind(checkpointID, at: 3)
+            try insertSearchKeys.bind(decomposition.layer, at: 4)
+            try insertSearchKeys.bind(decomposition.head, at: 5)
+            try insertSearchKeys.bind(feature.id, at: 6)
+            try insertSearchKeys.bind(decomposition.value, at: 7)
+            try insertSearchKeys.run()
         }
     }
 

@@ -9,7 +9,10 @@ import Foundation
 /// their document counts (from `search_terms`; -1 asks it to count, as bm25 does), and scores with bm25's formula
 /// (k1 1.2, b 0.75, IDF floored at 1e-6, negated: more negative is better) over the searchable columns only.
 ///
-/// Called as `qkrank(component_search, n, documents_1, …, documents_n)`.
+/// Called as `qkrank(component_search, keep, n, documents_1, …, documents_n)`. With `keep` > 0 it returns NULL for
+/// a row whose score is worse than the `keep`-th best seen so far in this query: such a row cannot be among the
+/// `keep` best, so the caller skips it before looking anything up or sorting. (Rows with equal scores pass: their
+/// order is the caller's.) Every filter must be in the MATCH expression for this to hold.
 enum SearchRanking {
     static let functionName = "qkrank"
     /// Weights of the searchable columns, in table order: auto_label, human_label, note, feature, tokens, names.
@@ -46,14 +49,53 @@ enum SearchRanking {
 
     /// Per-query values, computed on the first row and kept as FTS5 auxiliary data.
     private final class QueryStatistics {
-        var inverseDocumentFrequencies: [Double]
-        var averageLength: Double
+        let inverseDocumentFrequencies: [Double]
+        let averageLength: Double
         var frequencies: [Double]
+        /// The best `keep` scores so far, as a max-heap (the worst of them first); empty when not pruning.
+        let keep: Int
+        var best: [Double] = []
+        /// The last row scored and its result: SQLite may evaluate the function more than once per row.
+        var lastRowID: Int64 = .min
+        var lastResult: Double? = nil
 
-        init(inverseDocumentFrequencies: [Double], averageLength: Double) {
+        init(inverseDocumentFrequencies: [Double], averageLength: Double, keep: Int) {
             self.inverseDocumentFrequencies = inverseDocumentFrequencies
             self.averageLength = averageLength
             self.frequencies = Array(repeating: 0, count: inverseDocumentFrequencies.count)
+            self.keep = keep
+            best.reserveCapacity(keep)
+        }
+
+        /// Records `score`; false when it is worse than the `keep` best seen before it.
+        func admit(_ score: Double) -> Bool {
+            guard keep > 0 else { return true }
+            if best.count < keep {
+                best.append(score)
+                var child = best.count - 1
+                while child > 0 {
+                    let parent = (child - 1) / 2
+                    guard best[parent] < best[child] else { break }
+                    best.swapAt(parent, child)
+                    child = parent
+                }
+                return true
+            }
+            if score > best[0] { return false }
+            if score < best[0] {
+                best[0] = score
+                var parent = 0
+                while true {
+                    let left = 2 * parent + 1, right = left + 1
+                    var largest = parent
+                    if left < best.count && best[left] > best[largest] { largest = left }
+                    if right < best.count && best[right] > best[largest] { largest = right }
+                    if largest == parent { break }
+                    best.swapAt(parent, largest)
+                    parent = largest
+                }
+            }
+            return true
         }
     }
 
@@ -77,6 +119,11 @@ enum SearchRanking {
             }
         }
 
+        let rowid = extensionAPI.xRowid(context)
+        if rowid == statistics.lastRowID {
+            if let last = statistics.lastResult { sqlite3_result_double(result, last) } else { sqlite3_result_null(result) }
+            return
+        }
         let phraseCount = statistics.frequencies.count
         for index in 0 ..< phraseCount { statistics.frequencies[index] = 0 }
         var instanceCount: Int32 = 0
@@ -103,7 +150,9 @@ enum SearchRanking {
             let frequency = statistics.frequencies[index]
             score += statistics.inverseDocumentFrequencies[index] * (frequency * (k1 + 1)) / (frequency + normalization)
         }
-        sqlite3_result_double(result, -score)
+        statistics.lastRowID = rowid
+        statistics.lastResult = statistics.admit(-score) ? -score : nil
+        if let kept = statistics.lastResult { sqlite3_result_double(result, kept) } else { sqlite3_result_null(result) }
     }
 
     private struct Failure: Error {
@@ -117,11 +166,13 @@ enum SearchRanking {
 
     private static func prepareStatistics(_ api: Fts5ExtensionApi, _ context: OpaquePointer, _ argumentCount: Int32,
                                           _ arguments: UnsafeMutablePointer<OpaquePointer?>?) -> Result<QueryStatistics, Failure> {
-        guard argumentCount >= 1, let arguments else {
-            return .failure(Failure(code: SQLITE_ERROR, message: "\(functionName): expected the number of user phrases"))
+        guard argumentCount >= 2, let arguments else {
+            return .failure(Failure(code: SQLITE_ERROR, message: "\(functionName): expected keep and the number of user phrases"))
         }
-        let userPhrases = Int(sqlite3_value_int64(arguments[0]))
-        guard userPhrases >= 0, userPhrases <= Int(api.xPhraseCount(context)), Int(argumentCount) == 1 + userPhrases else {
+        let keep = Int(sqlite3_value_int64(arguments[0]))
+        let userPhrases = Int(sqlite3_value_int64(arguments[1]))
+        guard keep >= 0, userPhrases >= 0, userPhrases <= Int(api.xPhraseCount(context)),
+              Int(argumentCount) == 2 + userPhrases else {
             return .failure(Failure(code: SQLITE_ERROR, message: "\(functionName): expected \(userPhrases) document counts"))
         }
         var rows: sqlite3_int64 = 0
@@ -137,7 +188,7 @@ enum SearchRanking {
         let rowCount = Double(max(rows, 1))
         var inverse: [Double] = []
         for phrase in 0 ..< userPhrases {
-            var documents = sqlite3_value_int64(arguments[1 + phrase])
+            var documents = sqlite3_value_int64(arguments[2 + phrase])
             if documents < 0 {
                 documents = 0
                 code = api.xQueryPhrase(context, Int32(phrase), &documents) { _, _, counter in
@@ -150,7 +201,7 @@ enum SearchRanking {
             inverse.append(idf > 0 ? idf : 1e-6)
         }
         let average = max(Double(totalTokens) / rowCount, 1)
-        return .success(QueryStatistics(inverseDocumentFrequencies: inverse, averageLength: average))
+        return .success(QueryStatistics(inverseDocumentFrequencies: inverse, averageLength: average, keep: keep))
     }
 
     // MARK: Document counts
@@ -164,23 +215,6 @@ enum SearchRanking {
         }) else { return nil }
         return word.lowercased()
     }
-}
-
-/// The rowids of `component_search`: σ order, so that the first matches in rowid order are the strongest.
-enum SearchRow {
-    /// Component ids must stay below 2^31 to share the rowid with σ.
-    static let idBits: Int64 = 31
-    static let idMask: Int64 = (1 << idBits) - 1
-
-    /// (2^31 − 1 − the float32 bits of σ) · 2^31 + id: ascending rowid is descending σ (float32 precision), then
-    /// ascending id. σ is never negative; a negative or NaN σ sorts last.
-    static func rowid(sigma: Double, componentID: Int64) -> Int64 {
-        precondition(componentID >= 0 && componentID <= idMask, "component id \(componentID) does not fit 31 bits")
-        let magnitude = sigma.isNaN || sigma < 0 ? 0 : Float(sigma).bitPattern & 0x7FFF_FFFF
-        return (Int64(0x7FFF_FFFF) - Int64(magnitude)) << idBits | componentID
-    }
-
-    static func componentID(_ rowid: Int64) -> Int64 { rowid & idMask }
 }
 
 /// Counts, per term, the documents (texts) that contain it, with the catalog's tokenizer: a temporary FTS5 table

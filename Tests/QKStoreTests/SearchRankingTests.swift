@@ -43,13 +43,6 @@ private func referenceTable(_ database: Database) throws {
         """)
 }
 
-private func searchRowIDs(_ database: Database) throws -> [Int64: Int64] {
-    let statement = try database.prepare("SELECT component_id, search_rowid FROM component_search_rows")
-    var rows: [Int64: Int64] = [:]
-    while try statement.step() { rows[statement.int64(at: 0) ?? 0] = statement.int64(at: 1) ?? 0 }
-    return rows
-}
-
 @Suite struct SearchRankingTests {
     static let filterCases: [SearchFilters] = [
         SearchFilters(layer: 1), SearchFilters(head: 3), SearchFilters(layer: 2, head: 0),
@@ -78,12 +71,25 @@ private func searchRowIDs(_ database: Database) throws -> [Int64: Int64] {
         }
     }
 
+    @Test func sigmaListingGathersOrScansAlike() throws {
+        let (_, catalog) = try syntheticCatalog()
+        for filters in Self.filterCases {
+            let expected = try catalog.search("", limit: 10_000).filter { passes($0, filters) }
+            for gatherLimit in [0, 10, 100, 10_000] {
+                catalog.sigmaListingGatherLimit = gatherLimit
+                for limit in [1, 7, 10_000] {
+                    #expect(try catalog.search("", filters: filters, limit: limit).map(\.id) == Array(expected.prefix(limit).map(\.id)),
+                            "\(filters) gathering \(gatherLimit), limit \(limit)")
+                }
+            }
+        }
+    }
+
     @Test func rankingIsBm25OverTheUserWordsAloneWithTiesBySigma() throws {
         let (_, catalog) = try syntheticCatalog()
         let first = try #require(try catalog.search("apple").first)
         try catalog.setHumanLabel(componentID: first.id, label: "a crisp apple detector", note: "seen in café menus")
         try referenceTable(catalog.database)
-        let rowids = try searchRowIDs(catalog.database)
         for query in ["apple", "category fruit", "apple detector", "café", "order 1 c2", "synthetic step2 the"] {
             let expression = SearchText.quotedTerms(query).joined(separator: " AND ")
             let reference = try catalog.database.prepare(
@@ -94,8 +100,7 @@ private func searchRowIDs(_ database: Database) throws -> [Int64: Int64] {
             let hits = try catalog.search(query, filters: SearchFilters(), limit: 10_000)
             #expect(hits.count == expected.count && !hits.isEmpty, "\(query)")
             for hit in hits {
-                let rowid = try #require(rowids[hit.id])
-                let want = try #require(expected[rowid])
+                let want = try #require(expected[hit.id])
                 let got = try #require(hit.score)
                 #expect(abs(got - want) <= 1e-9 * max(1, abs(want)), "\(query): component \(hit.id) \(got) vs bm25 \(want)")
             }
@@ -158,22 +163,12 @@ private func searchRowIDs(_ database: Database) throws -> [Int64: Int64] {
         #expect(try catalog.search("", filters: SearchFilters(checkpoint: "etape 7")).isEmpty)
     }
 
-    @Test func searchRowIDsRunInSigmaOrder() {
-        let sigmas: [Double] = [1e30, 12.5, 3, 3, 1, 1e-20, 0, -1]
-        let rowids = sigmas.enumerated().map { SearchRow.rowid(sigma: $1, componentID: Int64(1 + $0)) }
-        #expect(rowids == rowids.sorted())
-        #expect(SearchRow.rowid(sigma: 3, componentID: 4) < SearchRow.rowid(sigma: 3, componentID: 5))
-        #expect(rowids.enumerated().allSatisfy { SearchRow.componentID($1) == Int64(1 + $0) })
-        #expect(SearchRow.componentID(SearchRow.rowid(sigma: 2, componentID: SearchRow.idMask)) == SearchRow.idMask)
-        #expect(SearchRow.rowid(sigma: .greatestFiniteMagnitude, componentID: SearchRow.idMask) > 0)
-    }
-
     @Test func listingIsBySigmaThenID() throws {
         let (_, catalog) = try syntheticCatalog()
         let all = try catalog.search("", limit: 10_000)
         #expect(all.count == 432)
         for (a, b) in zip(all, all.dropFirst()) {
-            #expect(Float(a.sigma) > Float(b.sigma) || (Float(a.sigma) == Float(b.sigma) && a.id < b.id))
+            #expect(a.sigma > b.sigma || (a.sigma == b.sigma && a.id < b.id))
         }
     }
 
