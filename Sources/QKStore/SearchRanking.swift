@@ -125,22 +125,23 @@ enum SearchRanking {
             return
         }
         let phraseCount = statistics.frequencies.count
-        for index in 0 ..< phraseCount { statistics.frequencies[index] = 0 }
-        var instanceCount: Int32 = 0
-        var code = extensionAPI.xInstCount(context, &instanceCount)
-        if code != SQLITE_OK { return sqlite3_result_error_code(result, code) }
-        for instance in 0 ..< instanceCount {
-            var phrase: Int32 = 0, column: Int32 = 0, offset: Int32 = 0
-            code = extensionAPI.xInst(context, instance, &phrase, &column, &offset)
+        // Only the user's phrases are walked (xInstCount would gather and sort the filter phrases' hits as well).
+        for phrase in 0 ..< phraseCount {
+            var iterator = Fts5PhraseIter()
+            var column: Int32 = 0, offset: Int32 = 0
+            let code = extensionAPI.xPhraseFirst(context, Int32(phrase), &iterator, &column, &offset)
             if code != SQLITE_OK { return sqlite3_result_error_code(result, code) }
-            if Int(phrase) < phraseCount, Int(column) < columnWeights.count {
-                statistics.frequencies[Int(phrase)] += columnWeights[Int(column)]
+            var frequency = 0.0
+            while column >= 0 {
+                if Int(column) < columnWeights.count { frequency += columnWeights[Int(column)] }
+                extensionAPI.xPhraseNext(context, &iterator, &column, &offset)
             }
+            statistics.frequencies[phrase] = frequency
         }
         var length = 0.0
         for column in 0 ..< Int32(columnWeights.count) {
             var tokens: Int32 = 0
-            code = extensionAPI.xColumnSize(context, column, &tokens)
+            let code = extensionAPI.xColumnSize(context, column, &tokens)
             if code != SQLITE_OK { return sqlite3_result_error_code(result, code) }
             length += Double(tokens)
         }
