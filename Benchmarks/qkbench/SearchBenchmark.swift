@@ -3,11 +3,23 @@ import QKEngine
 import QKStore
 
 // The catalog measurements of `make bench` (issue 3): search latency at 1,000,000 components and the share of
-// ingest time that the store adds to the engine's.
+// ingest time that the store adds to the engine's. Each function returns JSON-ready records for main.swift's emit:
 //
-//   searchBenchmarkCatalog(path:)      builds (or reuses) the synthetic catalog; one JSON-ready record
-//   searchBenchmark(path:repetitions:) p50/p99 per query kind over that catalog; one record per kind
-//   ingestStoreBenchmark(directory:)   engine time vs store-phase time on one synthetic capture; one record
+//   searchBenchmarkCatalog(path:)             builds the synthetic catalog at path (about 1.5 minutes, 2.1 GB),
+//                                             or reuses a complete one; one record
+//   searchBenchmark(path:repetitions:limit:)  the fixed query mix, each query `repetitions` times (default 200);
+//                                             one record per kind: p50_ms, p99_ms, max_ms, runs, hits
+//   searchOnce(path:)                         one search in a fresh process (open + query); time the process from
+//                                             outside for the end-to-end figure
+//   ingestStoreBenchmark(directory:layers:perValue:topCount:)
+//                                             engine time vs store-phase time on one synthetic capture; one record
+//
+// e.g. in main.swift:
+//   case "search":
+//       emit(try searchBenchmarkCatalog(path: arguments[1]))
+//       for record in try searchBenchmark(path: arguments[1]) { emit(record) }
+//   case "search-once": emit(try searchOnce(path: arguments[1]))
+//   case "ingest-store": emit(try ingestStoreBenchmark(directory: arguments[1]))
 
 /// The bench catalog's shape: 4 checkpoints × 32 layers × 32 heads × 31 decompositions (3 features, pooled and
 /// per value) × rank 8 = 1,015,808 components, d_head 64.
@@ -188,4 +200,17 @@ func ingestStoreBenchmark(directory: String, layers: Int = 32, perValue: Bool = 
             "store_over_engine": seconds(store) / seconds(engine), "per_value": perValue, "layers": layers,
             "decompositions": summary?.decompositions ?? 0, "components": summary?.components ?? 0,
             "examples": summary?.examples ?? 0, "bytes": fileBytes(catalogPath)]
+}
+
+/// One search in a fresh process, as `qkcat search` runs it: opens the catalog read-only, runs `text` with
+/// `filters`, and reports the open and search times (ms) and the hit count. Time the whole process from outside
+/// (`hyperfine 'qkbench search-once CATALOG'`) for the end-to-end figure, process start included.
+func searchOnce(path: String, text: String = "mango", filters: SearchFilters = SearchFilters(layer: 5, head: 3),
+                limit: Int = 20) throws -> [String: Any] {
+    let clock = ContinuousClock()
+    var catalog: Catalog?
+    let open = try clock.measure { catalog = try Catalog.open(path: path, readOnly: true) }
+    var hits: [ComponentHit] = []
+    let search = try clock.measure { hits = try catalog!.search(text, filters: filters, limit: limit) }
+    return ["step": "search-once", "open_ms": seconds(open) * 1e3, "search_ms": seconds(search) * 1e3, "hits": hits.count]
 }
