@@ -18,6 +18,7 @@ public final class IngestSession {
     private var featureIDs: [String: (id: Int64, kind: String)] = [:]
     private var headIDs: [Int: Int64] = [:]   // layer * headCount + head
     private var promptRowIDs: [Int: Int64] = [:]
+    private var firstComponentID: Int64?
 
     private let upsertHead: Statement
     private let insertDecomposition: Statement
@@ -139,6 +140,7 @@ public final class IngestSession {
         do {
             try searchTerms.addCounts()
             try searchTerms.drop()
+            try recordSearchLengths()
             try catalog.database.execute("COMMIT")
         } catch {
             rollback()
@@ -146,6 +148,25 @@ public final class IngestSession {
         }
         open = false
         return summary
+    }
+
+    /// Copies each new component's searchable length from the full-text index into component_search_keys.
+    private func recordSearchLengths() throws(StoreError) {
+        guard let first = firstComponentID else { return }
+        let model = header.model
+        let database = catalog.database
+        let facets = SearchText.facetTerms(SearchFilters(model: model.name, checkpoint: model.checkpoint))
+        let lengths = try database.prepare("""
+            SELECT rowid, \(SearchRanking.lengthFunctionName)(component_search)
+              FROM component_search WHERE component_search MATCH ? AND rowid >= ?
+            """)
+        try lengths.bind([.text(facets.joined(separator: " AND ")), .integer(Int(first))])
+        let update = try database.prepare("UPDATE component_search_keys SET search_length = ? WHERE component_id = ?")
+        while try lengths.step() {
+            try update.bind(lengths.int64(at: 1), at: 1)
+            try update.bind(lengths.int64(at: 0), at: 2)
+            try update.run()
+        }
     }
 
     /// Discards everything added (also done when an unfinished session is dropped).
@@ -209,6 +230,7 @@ public final class IngestSession {
             try insertComponent.bind(label, at: 7)
             try insertComponent.run()
             let componentID = catalog.database.lastInsertRowID
+            if firstComponentID == nil { firstComponentID = componentID }
             summary.components += 1
 
             try addSide(.query, component.queries, componentID: componentID, place: place)

@@ -121,7 +121,10 @@ CREATE TABLE component_search_keys (
     layer         INTEGER NOT NULL,
     head          INTEGER NOT NULL,
     feature_id    INTEGER NOT NULL REFERENCES features (id),
-    value         TEXT
+    value         TEXT,
+    -- Tokens in the component's searchable full-text columns, as bm25 counts them; NULL once a label or note
+    -- changed (ranking then asks the full-text index). Saves ranking a lookup per matching row.
+    search_length INTEGER
 );
 -- Listing by σ, filters checked inside the index: strongest components first.
 CREATE INDEX component_search_keys_by_sigma
@@ -206,6 +209,7 @@ BEGIN
     UPDATE component_search
        SET human_label = coalesce(NEW.human_label, ''), note = coalesce(NEW.note, '')
      WHERE rowid = NEW.id;
+    UPDATE component_search_keys SET search_length = NULL WHERE component_id = NEW.id;
 END;
 
 CREATE TRIGGER components_deleted AFTER DELETE ON components

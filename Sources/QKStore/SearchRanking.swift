@@ -9,12 +9,16 @@ import Foundation
 /// their document counts (from `search_terms`; -1 asks it to count, as bm25 does), and scores with bm25's formula
 /// (k1 1.2, b 0.75, IDF floored at 1e-6, negated: more negative is better) over the searchable columns only.
 ///
-/// Called as `qkrank(component_search, keep, n, documents_1, …, documents_n)`. With `keep` > 0 it returns NULL for
+/// Called as `qkrank(component_search, length, keep, n, documents_1, …, documents_n)`. `length` is the row's token
+/// count in the searchable columns when the caller knows it (`component_search_keys.search_length`), or NULL: then
+/// qkrank reads it from the index's document sizes, one lookup per row. With `keep` > 0 it returns NULL for
 /// a row whose score is worse than the `keep`-th best seen so far in this query: such a row cannot be among the
 /// `keep` best, so the caller skips it before looking anything up or sorting. (Rows with equal scores pass: their
 /// order is the caller's.) Every filter must be in the MATCH expression for this to hold.
 enum SearchRanking {
     static let functionName = "qkrank"
+    /// `qklength(component_search)`: the row's token count in the searchable columns.
+    static let lengthFunctionName = "qklength"
     /// Weights of the searchable columns, in table order: auto_label, human_label, note, feature, tokens, names.
     /// The seventh column, facets, is never searched for user words and never scored.
     static let columnWeights: [Double] = [1, 5, 1, 1, 1, 0.5]
@@ -28,6 +32,7 @@ enum SearchRanking {
     /// The pointer type name FTS5 checks when handing out its API (a C string that lives as long as the process).
     nonisolated(unsafe) private static let apiPointerType: UnsafeMutablePointer<CChar> = strdup("fts5_api_ptr")!
     nonisolated(unsafe) private static let cFunctionName: UnsafeMutablePointer<CChar> = strdup(functionName)!
+    nonisolated(unsafe) private static let cLengthFunctionName: UnsafeMutablePointer<CChar> = strdup(lengthFunctionName)!
 
     /// Registers `qkrank` on the connection (needed before any search).
     static func register(on database: Database) throws(StoreError) {
@@ -45,6 +50,27 @@ enum SearchRanking {
             throw .invalidArgument("this SQLite's FTS5 offers no extension API (version 2 or later needed)")
         }
         try database.check(create(api, cFunctionName, nil, rank, nil), sql: "fts5 xCreateFunction(\(functionName))")
+        try database.check(create(api, cLengthFunctionName, nil, length, nil),
+                           sql: "fts5 xCreateFunction(\(lengthFunctionName))")
+    }
+
+    private static let length: fts5_extension_function = { api, context, result, _, _ in
+        guard let api, let context, let result else { return }
+        switch searchableLength(api.pointee, context) {
+        case let .success(tokens): sqlite3_result_int64(result, sqlite3_int64(tokens))
+        case let .failure(failure): failure.report(result)
+        }
+    }
+
+    private static func searchableLength(_ api: Fts5ExtensionApi, _ context: OpaquePointer) -> Result<Int, Failure> {
+        var total = 0
+        for column in 0 ..< Int32(columnWeights.count) {
+            var tokens: Int32 = 0
+            let code = api.xColumnSize(context, column, &tokens)
+            if code != SQLITE_OK { return .failure(Failure(code: code)) }
+            total += Int(tokens)
+        }
+        return .success(total)
     }
 
     /// Per-query values, computed on the first row and kept as FTS5 auxiliary data.
@@ -138,12 +164,14 @@ enum SearchRanking {
             }
             statistics.frequencies[phrase] = frequency
         }
-        var length = 0.0
-        for column in 0 ..< Int32(columnWeights.count) {
-            var tokens: Int32 = 0
-            let code = extensionAPI.xColumnSize(context, column, &tokens)
-            if code != SQLITE_OK { return sqlite3_result_error_code(result, code) }
-            length += Double(tokens)
+        var length: Double
+        if let arguments, argumentCount > 0, sqlite3_value_type(arguments[0]) != SQLITE_NULL {
+            length = Double(sqlite3_value_int64(arguments[0]))
+        } else {
+            switch searchableLength(extensionAPI, context) {
+            case let .success(tokens): length = Double(tokens)
+            case let .failure(failure): return failure.report(result)
+            }
         }
         let normalization = k1 * (1 - b + b * length / statistics.averageLength)
         var score = 0.0
@@ -167,13 +195,14 @@ enum SearchRanking {
 
     private static func prepareStatistics(_ api: Fts5ExtensionApi, _ context: OpaquePointer, _ argumentCount: Int32,
                                           _ arguments: UnsafeMutablePointer<OpaquePointer?>?) -> Result<QueryStatistics, Failure> {
-        guard argumentCount >= 2, let arguments else {
-            return .failure(Failure(code: SQLITE_ERROR, message: "\(functionName): expected keep and the number of user phrases"))
+        guard argumentCount >= 3, let arguments else {
+            return .failure(Failure(code: SQLITE_ERROR,
+                                    message: "\(functionName): expected length, keep and the number of user phrases"))
         }
-        let keep = Int(sqlite3_value_int64(arguments[0]))
-        let userPhrases = Int(sqlite3_value_int64(arguments[1]))
+        let keep = Int(sqlite3_value_int64(arguments[1]))
+        let userPhrases = Int(sqlite3_value_int64(arguments[2]))
         guard keep >= 0, userPhrases >= 0, userPhrases <= Int(api.xPhraseCount(context)),
-              Int(argumentCount) == 2 + userPhrases else {
+              Int(argumentCount) == 3 + userPhrases else {
             return .failure(Failure(code: SQLITE_ERROR, message: "\(functionName): expected \(userPhrases) document counts"))
         }
         var rows: sqlite3_int64 = 0
@@ -189,7 +218,7 @@ enum SearchRanking {
         let rowCount = Double(max(rows, 1))
         var inverse: [Double] = []
         for phrase in 0 ..< userPhrases {
-            var documents = sqlite3_value_int64(arguments[2 + phrase])
+            var documents = sqlite3_value_int64(arguments[3 + phrase])
             if documents < 0 {
                 documents = 0
                 code = api.xQueryPhrase(context, Int32(phrase), &documents) { _, _, counter in

@@ -141,6 +141,36 @@ private func referenceTable(_ database: Database) throws {
         #expect(try catalog.search("naive").map(\.id) == [hits[1].id])
     }
 
+    @Test func storedSearchLengthsAreTheIndexDocumentSizes() throws {
+        let (_, catalog) = try syntheticCatalog()
+        func lengths() throws -> [Int64: Int?] {
+            let statement = try catalog.database.prepare("SELECT component_id, search_length FROM component_search_keys")
+            var rows: [Int64: Int?] = [:]
+            while try statement.step() { rows[statement.int64(at: 0) ?? 0] = statement.int(at: 1) }
+            return rows
+        }
+        let stored = try lengths()
+        #expect(stored.count == 432)
+        // The reference: FTS5's own document sizes over the searchable columns (a match on every row).
+        let sizes = try catalog.database.prepare("""
+            SELECT rowid, \(SearchRanking.lengthFunctionName)(component_search) FROM component_search
+             WHERE component_search MATCH 'facets : "fm' || ? || '"'
+            """)
+        try sizes.bind(SearchText.hex("synthetic-model"), at: 1)
+        var compared = 0
+        while try sizes.step() {
+            let id = sizes.int64(at: 0) ?? 0
+            #expect(stored[id] == .some(sizes.int(at: 1)), "component \(id)")
+            #expect((sizes.int(at: 1) ?? 0) > 5)
+            compared += 1
+        }
+        #expect(compared == 432)
+        // A label change forgets the stored length (ranking then asks the index).
+        let id = try #require(stored.keys.min())
+        try catalog.setHumanLabel(componentID: id, label: "longer label words here")
+        #expect(try lengths()[id] == .some(nil))
+    }
+
     @Test func userWordsNeverMatchFacetTokens() throws {
         let (_, catalog) = try syntheticCatalog()
         #expect(try !catalog.search("", filters: SearchFilters(layer: 0)).isEmpty)
