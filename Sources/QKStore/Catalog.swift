@@ -180,12 +180,12 @@ public final class Catalog {
         }
         let expression = (words.map { SearchRanking.searchableColumns + " : " + SearchText.quoted($0) }
             + SearchText.facetTerms(filters)).joined(separator: " AND ")
-        // qkrank drops (NULL) the rows that cannot reach the first `limit` before they are sorted; the row's length
-        // comes with its σ from component_search_keys, so ranking looks up one small row per match.
+        // qkrank drops (NULL) the rows that cannot reach the first `limit`, so few are sorted; the row's length comes
+        // with its σ from component_search_keys, so ranking looks up one small row per match.
         let arguments = ([limit, words.count] + documents).map(String.init).joined(separator: ", ")
         let statement = try database.prepare("""
             SELECT component_search.rowid,
-                   \(SearchRanking.functionName)(component_search, k.search_length, \(arguments)) AS score
+                   \(SearchRanking.functionName)(component_search, k.search_length, k.sigma, \(arguments)) AS score
               FROM component_search
              CROSS JOIN component_search_keys k ON k.component_id = component_search.rowid
              WHERE component_search MATCH ? AND score IS NOT NULL

@@ -9,12 +9,12 @@ import Foundation
 /// their document counts (from `search_terms`; -1 asks it to count, as bm25 does), and scores with bm25's formula
 /// (k1 1.2, b 0.75, IDF floored at 1e-6, negated: more negative is better) over the searchable columns only.
 ///
-/// Called as `qkrank(component_search, length, keep, n, documents_1, …, documents_n)`. `length` is the row's token
-/// count in the searchable columns when the caller knows it (`component_search_keys.search_length`), or NULL: then
-/// qkrank reads it from the index's document sizes, one lookup per row. With `keep` > 0 it returns NULL for
-/// a row whose score is worse than the `keep`-th best seen so far in this query: such a row cannot be among the
-/// `keep` best, so the caller skips it before looking anything up or sorting. (Rows with equal scores pass: their
-/// order is the caller's.) Every filter must be in the MATCH expression for this to hold.
+/// Called as `qkrank(component_search, length, sigma, keep, n, documents_1, …, documents_n)`. `length` is the row's
+/// token count in the searchable columns when the caller knows it (`component_search_keys.search_length`), or NULL:
+/// then qkrank reads it from the index's document sizes, one lookup per row. With `keep` > 0 it returns NULL for a
+/// row that comes after the `keep` best seen so far in this query, in search order (score, then σ largest first,
+/// then rowid): such a row cannot be among the `keep` best, so the caller need not sort it. Every filter must be in
+/// the MATCH expression for this to hold.
 enum SearchRanking {
     static let functionName = "qkrank"
     /// `qklength(component_search)`: the row's token count in the searchable columns.
@@ -73,14 +73,27 @@ enum SearchRanking {
         return .success(total)
     }
 
+    /// A row's place in search order: smaller comes first.
+    struct Rank: Comparable {
+        var score: Double
+        var sigma: Double
+        var rowid: Int64
+
+        static func < (a: Rank, b: Rank) -> Bool {
+            if a.score != b.score { return a.score < b.score }
+            if a.sigma != b.sigma { return a.sigma > b.sigma }
+            return a.rowid < b.rowid
+        }
+    }
+
     /// Per-query values, computed on the first row and kept as FTS5 auxiliary data.
     private final class QueryStatistics {
         let inverseDocumentFrequencies: [Double]
         let averageLength: Double
         var frequencies: [Double]
-        /// The best `keep` scores so far, as a max-heap (the worst of them first); empty when not pruning.
+        /// The best `keep` rows so far in search order, as a max-heap (the last of them first); empty when not pruning.
         let keep: Int
-        var best: [Double] = []
+        var best: [Rank] = []
         /// The last row scored and its result: SQLite may evaluate the function more than once per row.
         var lastRowID: Int64 = .min
         var lastResult: Double? = nil
@@ -93,8 +106,8 @@ enum SearchRanking {
             best.reserveCapacity(keep)
         }
 
-        /// Records `score`; false when it is worse than the `keep` best seen before it.
-        func admit(_ score: Double) -> Bool {
+        /// Records a row; false when it comes after the `keep` best seen before it.
+        func admit(_ score: Rank) -> Bool {
             guard keep > 0 else { return true }
             if best.count < keep {
                 best.append(score)
@@ -180,7 +193,8 @@ enum SearchRanking {
             score += statistics.inverseDocumentFrequencies[index] * (frequency * (k1 + 1)) / (frequency + normalization)
         }
         statistics.lastRowID = rowid
-        statistics.lastResult = statistics.admit(-score) ? -score : nil
+        let sigma = argumentCount > 1 ? sqlite3_value_double(arguments![1]) : 0
+        statistics.lastResult = statistics.admit(Rank(score: -score, sigma: sigma, rowid: rowid)) ? -score : nil
         if let kept = statistics.lastResult { sqlite3_result_double(result, kept) } else { sqlite3_result_null(result) }
     }
 
@@ -195,14 +209,14 @@ enum SearchRanking {
 
     private static func prepareStatistics(_ api: Fts5ExtensionApi, _ context: OpaquePointer, _ argumentCount: Int32,
                                           _ arguments: UnsafeMutablePointer<OpaquePointer?>?) -> Result<QueryStatistics, Failure> {
-        guard argumentCount >= 3, let arguments else {
+        guard argumentCount >= 4, let arguments else {
             return .failure(Failure(code: SQLITE_ERROR,
-                                    message: "\(functionName): expected length, keep and the number of user phrases"))
+                                    message: "\(functionName): expected length, sigma, keep and the number of user phrases"))
         }
-        let keep = Int(sqlite3_value_int64(arguments[1]))
-        let userPhrases = Int(sqlite3_value_int64(arguments[2]))
+        let keep = Int(sqlite3_value_int64(arguments[2]))
+        let userPhrases = Int(sqlite3_value_int64(arguments[3]))
         guard keep >= 0, userPhrases >= 0, userPhrases <= Int(api.xPhraseCount(context)),
-              Int(argumentCount) == 3 + userPhrases else {
+              Int(argumentCount) == 4 + userPhrases else {
             return .failure(Failure(code: SQLITE_ERROR, message: "\(functionName): expected \(userPhrases) document counts"))
         }
         var rows: sqlite3_int64 = 0
@@ -218,7 +232,7 @@ enum SearchRanking {
         let rowCount = Double(max(rows, 1))
         var inverse: [Double] = []
         for phrase in 0 ..< userPhrases {
-            var documents = sqlite3_value_int64(arguments[3 + phrase])
+            var documents = sqlite3_value_int64(arguments[4 + phrase])
             if documents < 0 {
                 documents = 0
                 code = api.xQueryPhrase(context, Int32(phrase), &documents) { _, _, counter in
