@@ -23,8 +23,6 @@ public final class IngestSession {
     private let upsertHead: Statement
     private let insertDecomposition: Statement
     private let insertComponent: Statement
-    private let insertExample: Statement
-    private let insertAggregate: Statement
     private let insertSearch: Statement
     private let insertSearchKeys: Statement
     private let searchTerms: TermCounter
@@ -87,14 +85,6 @@ public final class IngestSession {
                 """)
             insertComponent = try database.prepare("""
                 INSERT INTO components (decomposition_id, component_index, sigma, energy_share, u, v, auto_label)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """)
-            insertExample = try database.prepare("""
-                INSERT INTO examples (component_id, side, extreme, rank, prompt_id, position, token, score)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            insertAggregate = try database.prepare("""
-                INSERT INTO token_aggregates (component_id, side, extreme, rank, token, count, mean_score)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
             insertSearch = try database.prepare("""
@@ -260,33 +250,67 @@ public final class IngestSession {
         }
     }
 
+    /// One multi-row INSERT per list of examples or aggregates (at most `batchRows` rows): one step instead of one
+    /// per row, side and extreme written into the SQL.
+    private static let batchRows = 64
+
+    private struct BatchKey: Hashable {
+        var aggregates: Bool
+        var side: Side
+        var extreme: Extreme
+        var rows: Int
+    }
+
+    private var batches: [BatchKey: Statement] = [:]
+
+    private func batch(_ key: BatchKey) throws(StoreError) -> Statement {
+        if let statement = batches[key] { return statement }
+        let constants = "'\(key.side.rawValue)', '\(key.extreme.rawValue)'"
+        let sql = key.aggregates
+            ? "INSERT INTO token_aggregates (component_id, side, extreme, rank, token, count, mean_score) VALUES "
+                + Array(repeating: "(?, \(constants), ?, ?, ?, ?)", count: key.rows).joined(separator: ", ")
+            : "INSERT INTO examples (component_id, side, extreme, rank, prompt_id, position, token, score) VALUES "
+                + Array(repeating: "(?, \(constants), ?, ?, ?, ?, ?)", count: key.rows).joined(separator: ", ")
+        let statement = try catalog.database.prepare(sql)
+        batches[key] = statement
+        return statement
+    }
+
     private func addSide(_ side: Side, _ examples: SideExamples, componentID: Int64, place: String) throws {
         for (extreme, list) in [(Extreme.high, examples.highest), (.low, examples.lowest)] {
-            for (rank, example) in list.enumerated() {
-                let promptRow = try promptRowID(example.prompt, place)
-                try insertExample.bind(componentID, at: 1)
-                try insertExample.bind(side.rawValue, at: 2)
-                try insertExample.bind(extreme.rawValue, at: 3)
-                try insertExample.bind(rank, at: 4)
-                try insertExample.bind(promptRow, at: 5)
-                try insertExample.bind(example.position, at: 6)
-                try insertExample.bind(try tokenString(example.token, place), at: 7)
-                try insertExample.bind(example.score, at: 8)
-                try insertExample.run()
-                summary.examples += 1
+            for start in stride(from: 0, to: list.count, by: Self.batchRows) {
+                let rows = min(Self.batchRows, list.count - start)
+                let statement = try batch(BatchKey(aggregates: false, side: side, extreme: extreme, rows: rows))
+                for offset in 0 ..< rows {
+                    let example = list[start + offset]
+                    let promptRow = try promptRowID(example.prompt, place)
+                    let column = Int32(offset * 6)
+                    try statement.bind(componentID, at: column + 1)
+                    try statement.bind(start + offset, at: column + 2)
+                    try statement.bind(promptRow, at: column + 3)
+                    try statement.bind(example.position, at: column + 4)
+                    try statement.bind(try tokenString(example.token, place), at: column + 5)
+                    try statement.bind(example.score, at: column + 6)
+                }
+                try statement.run()
+                summary.examples += rows
             }
         }
         for (extreme, list) in [(Extreme.high, examples.highestTokens), (.low, examples.lowestTokens)] {
-            for (rank, aggregate) in list.enumerated() {
-                try insertAggregate.bind(componentID, at: 1)
-                try insertAggregate.bind(side.rawValue, at: 2)
-                try insertAggregate.bind(extreme.rawValue, at: 3)
-                try insertAggregate.bind(rank, at: 4)
-                try insertAggregate.bind(try tokenString(aggregate.token, place), at: 5)
-                try insertAggregate.bind(aggregate.count, at: 6)
-                try insertAggregate.bind(aggregate.meanScore, at: 7)
-                try insertAggregate.run()
-                summary.tokenAggregates += 1
+            for start in stride(from: 0, to: list.count, by: Self.batchRows) {
+                let rows = min(Self.batchRows, list.count - start)
+                let statement = try batch(BatchKey(aggregates: true, side: side, extreme: extreme, rows: rows))
+                for offset in 0 ..< rows {
+                    let aggregate = list[start + offset]
+                    let column = Int32(offset * 5)
+                    try statement.bind(componentID, at: column + 1)
+                    try statement.bind(start + offset, at: column + 2)
+                    try statement.bind(try tokenString(aggregate.token, place), at: column + 3)
+                    try statement.bind(aggregate.count, at: column + 4)
+                    try statement.bind(aggregate.meanScore, at: column + 5)
+                }
+                try statement.run()
+                summary.tokenAggregates += rows
             }
         }
     }
