@@ -34,7 +34,7 @@ enum SearchRanking {
     nonisolated(unsafe) private static let cFunctionName: UnsafeMutablePointer<CChar> = strdup(functionName)!
     nonisolated(unsafe) private static let cLengthFunctionName: UnsafeMutablePointer<CChar> = strdup(lengthFunctionName)!
 
-    /// Registers `qkrank` on the connection (needed before any search).
+    /// Registers `qkrank` and `qklength` on the connection (search and ingest need them).
     static func register(on database: Database) throws(StoreError) {
         let statement = try database.prepare("SELECT fts5(?1)")
         var api: UnsafeMutablePointer<fts5_api>?
