@@ -104,8 +104,25 @@ CREATE TABLE components (
     note             TEXT,
     UNIQUE (decomposition_id, component_index)
 );
--- Listing without a text query: strongest components first.
-CREATE INDEX components_by_sigma ON components (sigma);
+
+-- What search orders and filters by, per component: σ and the decomposition's place, copied from
+-- decompositions, heads and features at ingest (none of them changes afterwards). Components rows carry
+-- two vectors each; this table and its index stay small, so search reads few pages.
+CREATE TABLE component_search_keys (
+    component_id  INTEGER PRIMARY KEY REFERENCES components (id),
+    sigma         REAL NOT NULL,
+    checkpoint_id INTEGER NOT NULL REFERENCES checkpoints (id),
+    layer         INTEGER NOT NULL,
+    head          INTEGER NOT NULL,
+    feature_id    INTEGER NOT NULL REFERENCES features (id),
+    value         TEXT,
+    -- Tokens in the component's searchable full-text columns, as bm25 counts them; NULL once a label or note
+    -- changed (ranking then asks the full-text index). Saves ranking a lookup per matching row.
+    search_length INTEGER
+);
+-- Listing by σ, filters checked inside the index: strongest components first.
+CREATE INDEX component_search_keys_by_sigma
+    ON component_search_keys (sigma, checkpoint_id, layer, head, feature_id, value);
 
 -- The tokens of the prompts that some example cites (and only those), for showing contexts.
 CREATE TABLE prompts (
@@ -156,9 +173,12 @@ CREATE INDEX skips_by_capture ON skips (capture_id);
 
 -- Full-text index of components, rowid = components.id. The store writes a row per component at
 -- ingest; the triggers below keep labels and notes in step, so a new human label is searchable at once.
--- `facets` holds filter tokens (fl<layer>, fh<head>, and hashed names: fm model, fc checkpoint,
--- ff feature, fv value, fk kind) so that filtered searches intersect postings instead of scanning;
--- the exact filter is applied again in SQL. Ġ and Ċ (byte-level BPE's space and newline) separate words.
+-- `facets` holds exact filter tokens (fl<layer>, fh<head>, and the hex of the UTF-8 names: fm model,
+-- fc checkpoint, ff feature, fv value, fk kind), so that filtered searches intersect postings instead
+-- of scanning (one capture's components have neighbouring ids, so postings of a filter come in runs).
+-- User words are matched in the other columns only and ranked by qkrank (bm25 over the user's words
+-- alone, with document counts from search_terms), so filter tokens never cost ranking time.
+-- Ġ and Ċ (byte-level BPE's space and newline) separate words.
 CREATE VIRTUAL TABLE component_search USING fts5 (
     auto_label,
     human_label,
@@ -170,14 +190,24 @@ CREATE VIRTUAL TABLE component_search USING fts5 (
     tokenize = "unicode61 remove_diacritics 2 separators 'ĠĊ'"
 );
 
+-- Per term of the searchable columns (as the FTS5 tokenizer yields it): how many components contain it.
+-- bm25's IDF needs these counts; FTS5 would count the postings of every query term on every search.
+-- Ingest and label changes keep it exact.
+CREATE TABLE search_terms (
+    term      TEXT PRIMARY KEY,
+    documents INTEGER NOT NULL
+) WITHOUT ROWID;
+
 CREATE TRIGGER components_label_changed AFTER UPDATE OF human_label, note ON components
 BEGIN
     UPDATE component_search
        SET human_label = coalesce(NEW.human_label, ''), note = coalesce(NEW.note, '')
      WHERE rowid = NEW.id;
+    UPDATE component_search_keys SET search_length = NULL WHERE component_id = NEW.id;
 END;
 
 CREATE TRIGGER components_deleted AFTER DELETE ON components
 BEGIN
     DELETE FROM component_search WHERE rowid = OLD.id;
+    DELETE FROM component_search_keys WHERE component_id = OLD.id;
 END;

@@ -25,6 +25,7 @@ public final class Catalog {
         let database = try Database(path: path, mode: readOnly ? .readOnly : .readWriteCreate)
         try database.enableWriteAheadLog()
         if !readOnly { try Migrator.migrate(database) }
+        try SearchRanking.register(on: database)
         return Catalog(database: database)
     }
 
@@ -71,46 +72,149 @@ public final class Catalog {
 
     // MARK: Search
 
-    /// Components matching `query` (bm25-ranked) and `filters`; an empty query lists by σ, largest first.
+    /// Components matching `query` (ranked by relevance, ties by σ) and `filters`; an empty query lists by σ,
+    /// largest first (equal σ by id).
     ///
     /// Every whitespace-separated word is quoted as an FTS5 string, so no input is read as FTS5 syntax.
-    /// Column weights: human label 5, automatic label, note, feature and tokens 1, model/checkpoint names 0.5.
+    /// Relevance is bm25 over the words alone (`qkrank`); column weights: human label 5, automatic label, note,
+    /// feature and tokens 1, model/checkpoint names 0.5. Filters are exact facet tokens of the full-text index.
     public func search(_ query: String, filters: SearchFilters = SearchFilters(), limit: Int = 20)
         throws(StoreError) -> [ComponentHit]
     {
         guard limit > 0 else { throw .invalidArgument("search limit must be positive, got \(limit)") }
-        let terms = SearchText.quotedTerms(query)
-        let facets = SearchText.facetTerms(filters)
-        var exact = FilterSQL()
-        exact.addExact(filters)
-        let sql: String
-        var values: [SQLValue] = []
-        if terms.isEmpty && facets.isEmpty {
-            sql = "SELECT \(Self.hitColumns), NULL FROM components c \(Self.hitJoins) ORDER BY c.sigma DESC, c.id LIMIT ?"
+        let words = SearchText.words(query)
+        let ranked: [(id: Int64, score: Double?)]
+        if words.isEmpty {
+            ranked = try componentsBySigma(filters, limit: limit).map { ($0, nil) }
         } else {
-            let order = terms.isEmpty ? "c.sigma DESC, c.id" : "score, c.id"
-            sql = """
-                SELECT \(Self.hitColumns),
-                       bm25(component_search, 1.0, 5.0, 1.0, 1.0, 1.0, 0.5, 0.0) AS score
-                  FROM component_search
-                  JOIN components c ON c.id = component_search.rowid
-                  \(Self.hitJoins)
-                 WHERE component_search MATCH ? \(exact.conditions.isEmpty ? "" : "AND " + exact.whereBody)
-                 ORDER BY \(order)
-                 LIMIT ?
-                """
-            values.append(.text((terms + facets).joined(separator: " AND ")))
-            values += exact.values
+            ranked = try componentsByRelevance(words, filters, limit: limit)
         }
+        return try hits(ranked)
+    }
+
+    /// How many filtered components the σ listing gathers from the full-text index before it scans by σ instead
+    /// (about √(limit × components) balances the two at a million components).
+    var sigmaListingGatherLimit = 4000
+
+    /// Ids of the strongest components passing `filters`.
+    ///
+    /// A selective filter is listed whole from the full-text index (its facet tokens) and sorted; a broad one
+    /// (more than `sigmaListingGatherLimit` components) scans the σ index from the top, where matches are dense.
+    func componentsBySigma(_ filters: SearchFilters, limit: Int) throws(StoreError) -> [Int64] {
+        let order = "ORDER BY k.sigma DESC, k.component_id LIMIT ?"
+        let facets = SearchText.facetTerms(filters).joined(separator: " AND ")
+        let statement: Statement
+        let gathered = facets.isEmpty ? Int.max : try database.scalarInt("""
+            SELECT count(*) FROM (SELECT rowid FROM component_search WHERE component_search MATCH ? LIMIT ?)
+            """, [.text(facets), .integer(sigmaListingGatherLimit + 1)]) ?? 0
+        if gathered <= sigmaListingGatherLimit {
+            statement = try database.prepare("""
+                SELECT k.component_id
+                  FROM (SELECT rowid AS id FROM component_search WHERE component_search MATCH ?) s
+                 CROSS JOIN component_search_keys k ON k.component_id = s.id
+                 \(order)
+                """)
+            try statement.bind([.text(facets), .integer(limit)])
+        } else {
+            guard let exact = try exactKeyFilter(filters) else { return [] }
+            statement = try database.prepare("""
+                SELECT k.component_id FROM component_search_keys k INDEXED BY component_search_keys_by_sigma
+                 \(exact.conditions.isEmpty ? "" : "WHERE " + exact.whereBody) \(order)
+                """)
+            try statement.bind(exact.values + [.integer(limit)])
+        }
+        var ids: [Int64] = []
+        while try statement.step() { ids.append(statement.int64(at: 0) ?? 0) }
+        return ids
+    }
+
+    /// Conditions on `component_search_keys k` equal to `filters`; nil when a named model, checkpoint, feature or
+    /// kind is not in the catalog (nothing can match).
+    func exactKeyFilter(_ filters: SearchFilters) throws(StoreError) -> FilterSQL? {
+        var exact = FilterSQL()
+        if filters.model != nil || filters.checkpoint != nil {
+            var names = FilterSQL()
+            names.add("m.name = ?", filters.model.map(SQLValue.text))
+            names.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
+            let ids = try integers("SELECT ck.id FROM checkpoints ck JOIN models m ON m.id = ck.model_id WHERE "
+                + names.whereBody, names.values)
+            if ids.isEmpty { return nil }
+            exact.conditions.append("k.checkpoint_id IN (\(ids.map(String.init).joined(separator: ", ")))")
+        }
+        exact.add("k.layer = ?", filters.layer.map(SQLValue.integer))
+        exact.add("k.head = ?", filters.head.map(SQLValue.integer))
+        if filters.feature != nil || filters.kind != nil {
+            var names = FilterSQL()
+            names.add("name = ?", filters.feature.map(SQLValue.text))
+            names.add("kind = ?", filters.kind.map(SQLValue.text))
+            let ids = try integers("SELECT id FROM features WHERE " + names.whereBody, names.values)
+            if ids.isEmpty { return nil }
+            exact.conditions.append("k.feature_id IN (\(ids.map(String.init).joined(separator: ", ")))")
+        }
+        exact.add("k.value = ?", filters.value.map(SQLValue.text))
+        return exact
+    }
+
+    private func integers(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
         let statement = try database.prepare(sql)
-        try statement.bind(values + [.integer(limit)])
-        var hits: [ComponentHit] = []
-        while try statement.step() {
-            var hit = Self.readHit(statement)
-            hit.score = terms.isEmpty ? nil : statement.double(at: 15)
-            hits.append(hit)
+        try statement.bind(values)
+        var result: [Int64] = []
+        while try statement.step() { result.append(statement.int64(at: 0) ?? 0) }
+        return result
+    }
+
+    /// Ids and scores of the most relevant components for `words` within `filters`: best score first, equal
+    /// scores by σ (largest first), then id.
+    func componentsByRelevance(_ words: [String], _ filters: SearchFilters, limit: Int)
+        throws(StoreError) -> [(id: Int64, score: Double?)]
+    {
+        // Document counts of the words from search_terms; -1 (qkrank counts them) for a word that is not one plain
+        // ASCII term, or that no ingested text holds.
+        let lookup = try database.prepare("SELECT documents FROM search_terms WHERE term = ?")
+        var documents: [Int] = []
+        for word in words {
+            guard let term = SearchRanking.simpleTerm(word) else { documents.append(-1); continue }
+            try lookup.bind(term, at: 1)
+            documents.append(try lookup.step() ? (lookup.int(at: 0) ?? -1) : -1)
+            lookup.reset()
         }
-        return hits
+        let expression = (words.map { SearchRanking.searchableColumns + " : " + SearchText.quoted($0) }
+            + SearchText.facetTerms(filters)).joined(separator: " AND ")
+        // qkrank drops (NULL) the rows that cannot reach the first `limit`, so few are sorted; the row's length comes
+        // with its σ from component_search_keys, so ranking looks up one small row per match.
+        let arguments = ([limit, words.count] + documents).map(String.init).joined(separator: ", ")
+        let statement = try database.prepare("""
+            SELECT component_search.rowid,
+                   \(SearchRanking.functionName)(component_search, k.search_length, k.sigma, \(arguments)) AS score
+              FROM component_search
+             CROSS JOIN component_search_keys k ON k.component_id = component_search.rowid
+             WHERE component_search MATCH ? AND score IS NOT NULL
+             ORDER BY score, k.sigma DESC, k.component_id
+             LIMIT ?
+            """)
+        try statement.bind([.text(expression), .integer(limit)])
+        var ranked: [(id: Int64, score: Double?)] = []
+        while try statement.step() { ranked.append((statement.int64(at: 0) ?? 0, statement.double(at: 1))) }
+        return ranked
+    }
+
+    /// The hits for `ranked` ids, in that order.
+    func hits(_ ranked: [(id: Int64, score: Double?)]) throws(StoreError) -> [ComponentHit] {
+        guard !ranked.isEmpty else { return [] }
+        let statement = try database.prepare("""
+            SELECT \(Self.hitColumns) FROM components c \(Self.hitJoins)
+             WHERE c.id IN (\(ranked.map { String($0.id) }.joined(separator: ", ")))
+            """)
+        var byID: [Int64: ComponentHit] = [:]
+        while try statement.step() {
+            let hit = Self.readHit(statement)
+            byID[hit.id] = hit
+        }
+        return ranked.compactMap { entry in
+            guard var hit = byID[entry.id] else { return nil }
+            hit.score = entry.score
+            return hit
+        }
     }
 
     static let hitColumns = """
@@ -151,9 +255,30 @@ public final class Catalog {
         try statement.bind(note, at: 2)
         try statement.bind(componentID, at: 3)
         try database.transaction { () throws(StoreError) in
+            // search_terms follows: the row's terms leave with its old text and come back with its new one.
+            let terms = try TermCounter(database: database, name: "label_search_terms")
+            try terms.add(try searchableText(componentID: componentID))
+            try terms.addCounts(sign: -1)
             try statement.run()
             guard database.changes == 1 else { throw .notFound(what: "component \(componentID)") }
+            try terms.clear()
+            try terms.add(try searchableText(componentID: componentID))
+            try terms.addCounts()
+            try database.execute("DELETE FROM search_terms WHERE documents <= 0")
+            try terms.drop()
         }
+    }
+
+    /// The searchable columns of a component's full-text row, as one text (empty when it has none).
+    private func searchableText(componentID: Int64) throws(StoreError) -> String {
+        let statement = try database.prepare("""
+            SELECT coalesce(auto_label, '') || char(10) || coalesce(human_label, '') || char(10) || coalesce(note, '')
+                   || char(10) || coalesce(feature, '') || char(10) || coalesce(tokens, '') || char(10) || coalesce(names, '')
+              FROM component_search
+             WHERE rowid = ?
+            """)
+        try statement.bind(componentID, at: 1)
+        return try statement.step() ? (statement.text(at: 0) ?? "") : ""
     }
 
     // MARK: Show

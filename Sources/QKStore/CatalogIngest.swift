@@ -18,13 +18,14 @@ public final class IngestSession {
     private var featureIDs: [String: (id: Int64, kind: String)] = [:]
     private var headIDs: [Int: Int64] = [:]   // layer * headCount + head
     private var promptRowIDs: [Int: Int64] = [:]
+    private var firstComponentID: Int64?
 
     private let upsertHead: Statement
     private let insertDecomposition: Statement
     private let insertComponent: Statement
-    private let insertExample: Statement
-    private let insertAggregate: Statement
     private let insertSearch: Statement
+    private let insertSearchKeys: Statement
+    private let searchTerms: TermCounter
     private let insertPrompt: Statement
     private let insertSkip: Statement
 
@@ -86,18 +87,16 @@ public final class IngestSession {
                 INSERT INTO components (decomposition_id, component_index, sigma, energy_share, u, v, auto_label)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
-            insertExample = try database.prepare("""
-                INSERT INTO examples (component_id, side, extreme, rank, prompt_id, position, token, score)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            insertAggregate = try database.prepare("""
-                INSERT INTO token_aggregates (component_id, side, extreme, rank, token, count, mean_score)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """)
             insertSearch = try database.prepare("""
                 INSERT INTO component_search (rowid, auto_label, human_label, note, feature, tokens, names, facets)
                 VALUES (?, ?, '', '', ?, ?, ?, ?)
                 """)
+            insertSearchKeys = try database.prepare("""
+                INSERT INTO component_search_keys (component_id, sigma, checkpoint_id, layer, head, feature_id, value)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+            // The capture's searchable texts, tokenized as the catalog's index does, for search_terms at finish().
+            searchTerms = try TermCounter(database: database, name: "ingest_search_terms")
             insertPrompt = try database.prepare(
                 "INSERT INTO prompts (capture_id, prompt_index, prompt_key, tokens_json) VALUES (?, ?, ?, ?)")
             insertSkip = try database.prepare(
@@ -129,6 +128,9 @@ public final class IngestSession {
     public func finish() throws(StoreError) -> IngestSummary {
         guard open else { throw .invalidArgument("ingest session is already finished or rolled back") }
         do {
+            try searchTerms.addCounts()
+            try searchTerms.drop()
+            try recordSearchLengths()
             try catalog.database.execute("COMMIT")
         } catch {
             rollback()
@@ -136,6 +138,25 @@ public final class IngestSession {
         }
         open = false
         return summary
+    }
+
+    /// Copies each new component's searchable length from the full-text index into component_search_keys.
+    private func recordSearchLengths() throws(StoreError) {
+        guard let first = firstComponentID else { return }
+        let model = header.model
+        let database = catalog.database
+        let facets = SearchText.facetTerms(SearchFilters(model: model.name, checkpoint: model.checkpoint))
+        let lengths = try database.prepare("""
+            SELECT rowid, \(SearchRanking.lengthFunctionName)(component_search)
+              FROM component_search WHERE component_search MATCH ? AND rowid >= ?
+            """)
+        try lengths.bind([.text(facets.joined(separator: " AND ")), .integer(Int(first))])
+        let update = try database.prepare("UPDATE component_search_keys SET search_length = ? WHERE component_id = ?")
+        while try lengths.step() {
+            try update.bind(lengths.int64(at: 1), at: 1)
+            try update.bind(lengths.int64(at: 0), at: 2)
+            try update.run()
+        }
     }
 
     /// Discards everything added (also done when an unfinished session is dropped).
@@ -199,6 +220,7 @@ public final class IngestSession {
             try insertComponent.bind(label, at: 7)
             try insertComponent.run()
             let componentID = catalog.database.lastInsertRowID
+            if firstComponentID == nil { firstComponentID = componentID }
             summary.components += 1
 
             try addSide(.query, component.queries, componentID: componentID, place: place)
@@ -210,40 +232,85 @@ public final class IngestSession {
             try insertSearch.bind(componentID, at: 1)
             try insertSearch.bind(label, at: 2)
             try insertSearch.bind(featureText, at: 3)
-            try insertSearch.bind((topKeys + topQueries).joined(separator: " "), at: 4)
+            let tokens = (topKeys + topQueries).joined(separator: " ")
+            try insertSearch.bind(tokens, at: 4)
             try insertSearch.bind(names, at: 5)
             try insertSearch.bind(facets, at: 6)
             try insertSearch.run()
+            try searchTerms.add([label, featureText, tokens, names].joined(separator: "\n"))
+
+            try insertSearchKeys.bind(componentID, at: 1)
+            try insertSearchKeys.bind(component.sigma, at: 2)
+            try insertSearchKeys.bind(checkpointID, at: 3)
+            try insertSearchKeys.bind(decomposition.layer, at: 4)
+            try insertSearchKeys.bind(decomposition.head, at: 5)
+            try insertSearchKeys.bind(feature.id, at: 6)
+            try insertSearchKeys.bind(decomposition.value, at: 7)
+            try insertSearchKeys.run()
         }
+    }
+
+    /// One multi-row INSERT per list of examples or aggregates (at most `batchRows` rows): one step instead of one
+    /// per row, side and extreme written into the SQL.
+    private static let batchRows = 64
+
+    private struct BatchKey: Hashable {
+        var aggregates: Bool
+        var side: Side
+        var extreme: Extreme
+        var rows: Int
+    }
+
+    private var batches: [BatchKey: Statement] = [:]
+
+    private func batch(_ key: BatchKey) throws(StoreError) -> Statement {
+        if let statement = batches[key] { return statement }
+        let constants = "'\(key.side.rawValue)', '\(key.extreme.rawValue)'"
+        let sql = key.aggregates
+            ? "INSERT INTO token_aggregates (component_id, side, extreme, rank, token, count, mean_score) VALUES "
+                + Array(repeating: "(?, \(constants), ?, ?, ?, ?)", count: key.rows).joined(separator: ", ")
+            : "INSERT INTO examples (component_id, side, extreme, rank, prompt_id, position, token, score) VALUES "
+                + Array(repeating: "(?, \(constants), ?, ?, ?, ?, ?)", count: key.rows).joined(separator: ", ")
+        let statement = try catalog.database.prepare(sql)
+        batches[key] = statement
+        return statement
     }
 
     private func addSide(_ side: Side, _ examples: SideExamples, componentID: Int64, place: String) throws {
         for (extreme, list) in [(Extreme.high, examples.highest), (.low, examples.lowest)] {
-            for (rank, example) in list.enumerated() {
-                let promptRow = try promptRowID(example.prompt, place)
-                try insertExample.bind(componentID, at: 1)
-                try insertExample.bind(side.rawValue, at: 2)
-                try insertExample.bind(extreme.rawValue, at: 3)
-                try insertExample.bind(rank, at: 4)
-                try insertExample.bind(promptRow, at: 5)
-                try insertExample.bind(example.position, at: 6)
-                try insertExample.bind(try tokenString(example.token, place), at: 7)
-                try insertExample.bind(example.score, at: 8)
-                try insertExample.run()
-                summary.examples += 1
+            for start in stride(from: 0, to: list.count, by: Self.batchRows) {
+                let rows = min(Self.batchRows, list.count - start)
+                let statement = try batch(BatchKey(aggregates: false, side: side, extreme: extreme, rows: rows))
+                for offset in 0 ..< rows {
+                    let example = list[start + offset]
+                    let promptRow = try promptRowID(example.prompt, place)
+                    let column = Int32(offset * 6)
+                    try statement.bind(componentID, at: column + 1)
+                    try statement.bind(start + offset, at: column + 2)
+                    try statement.bind(promptRow, at: column + 3)
+                    try statement.bind(example.position, at: column + 4)
+                    try statement.bind(try tokenString(example.token, place), at: column + 5)
+                    try statement.bind(example.score, at: column + 6)
+                }
+                try statement.run()
+                summary.examples += rows
             }
         }
         for (extreme, list) in [(Extreme.high, examples.highestTokens), (.low, examples.lowestTokens)] {
-            for (rank, aggregate) in list.enumerated() {
-                try insertAggregate.bind(componentID, at: 1)
-                try insertAggregate.bind(side.rawValue, at: 2)
-                try insertAggregate.bind(extreme.rawValue, at: 3)
-                try insertAggregate.bind(rank, at: 4)
-                try insertAggregate.bind(try tokenString(aggregate.token, place), at: 5)
-                try insertAggregate.bind(aggregate.count, at: 6)
-                try insertAggregate.bind(aggregate.meanScore, at: 7)
-                try insertAggregate.run()
-                summary.tokenAggregates += 1
+            for start in stride(from: 0, to: list.count, by: Self.batchRows) {
+                let rows = min(Self.batchRows, list.count - start)
+                let statement = try batch(BatchKey(aggregates: true, side: side, extreme: extreme, rows: rows))
+                for offset in 0 ..< rows {
+                    let aggregate = list[start + offset]
+                    let column = Int32(offset * 5)
+                    try statement.bind(componentID, at: column + 1)
+                    try statement.bind(start + offset, at: column + 2)
+                    try statement.bind(try tokenString(aggregate.token, place), at: column + 3)
+                    try statement.bind(aggregate.count, at: column + 4)
+                    try statement.bind(aggregate.meanScore, at: column + 5)
+                }
+                try statement.run()
+                summary.tokenAggregates += rows
             }
         }
     }

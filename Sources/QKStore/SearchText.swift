@@ -2,47 +2,59 @@ import Foundation
 
 /// Building FTS5 queries and index text.
 enum SearchText {
-    /// The user's words as FTS5 strings joined by AND: no word is ever read as FTS5 syntax.
-    static func quotedTerms(_ query: String) -> [String] {
-        // Control characters (NUL among them) separate words like spaces do.
+    /// The user's words: separated by whitespace and control characters (NUL among them).
+    static func words(_ query: String) -> [String] {
         query.unicodeScalars.split { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
-            .map { String(String.UnicodeScalarView($0)) }.map { word in
-            "\"" + word.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-        }
+            .map { String(String.UnicodeScalarView($0)) }
     }
 
-    /// Facet tokens of one component (indexed in the `facets` column).
+    /// A word as an FTS5 string: never read as FTS5 syntax.
+    static func quoted(_ word: String) -> String {
+        "\"" + word.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// The user's words as FTS5 strings (to be joined by AND).
+    static func quotedTerms(_ query: String) -> [String] { words(query).map(quoted) }
+
+    /// Facet tokens of one component (indexed in the `facets` column): exact, so a match needs no re-check.
     static func facets(model: String, checkpoint: String, layer: Int, head: Int, feature: String, kind: String,
                        value: String?) -> String {
-        var tokens = ["fl\(layer)", "fh\(head)", "fm" + hash(model), "fc" + hash(checkpoint), "ff" + hash(feature),
-                      "fk" + hash(kind)]
-        if let value { tokens.append("fv" + hash(value)) }
-        return tokens.joined(separator: " ")
+        facetTokens(model: model, checkpoint: checkpoint, layer: layer, head: head, feature: feature, kind: kind,
+                    value: value).joined(separator: " ")
     }
 
-    /// FTS5 conditions on the `facets` column for `filters` (exact matching is redone in SQL).
+    /// FTS5 conditions on the `facets` column for `filters` (to be joined by AND).
     static func facetTerms(_ filters: SearchFilters) -> [String] {
-        var tokens: [String] = []
-        if let layer = filters.layer { tokens.append("fl\(layer)") }
-        if let head = filters.head { tokens.append("fh\(head)") }
-        if let model = filters.model { tokens.append("fm" + hash(model)) }
-        if let checkpoint = filters.checkpoint { tokens.append("fc" + hash(checkpoint)) }
-        if let feature = filters.feature { tokens.append("ff" + hash(feature)) }
-        if let kind = filters.kind { tokens.append("fk" + hash(kind)) }
-        if let value = filters.value { tokens.append("fv" + hash(value)) }
-        // Negative layer/head numbers would give tokens like "fl-1"; no component has them anyway.
-        return tokens.map { "facets : \"\($0)\"" }
+        facetTokens(model: filters.model, checkpoint: filters.checkpoint, layer: filters.layer, head: filters.head,
+                    feature: filters.feature, kind: filters.kind, value: filters.value).map { "facets : \"\($0)\"" }
     }
 
-    /// FNV-1a 64 of the UTF-8 bytes, as 16 hex digits: stable across runs, unlike `Hasher`.
-    static func hash(_ string: String) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    /// `fl<layer>`, `fh<head>` and `fm`/`fc`/`ff`/`fk`/`fv` + the hex of the name's UTF-8: one unicode61 token each
+    /// (letters and digits only), equal only for equal names. (A negative layer gives the phrase `fl 1`, which no
+    /// facets column holds: no match, as no component has one.)
+    static func facetTokens(model: String?, checkpoint: String?, layer: Int?, head: Int?, feature: String?, kind: String?,
+                            value: String?) -> [String] {
+        var tokens: [String] = []
+        if let layer { tokens.append("fl\(layer)") }
+        if let head { tokens.append("fh\(head)") }
+        if let model { tokens.append("fm" + hex(model)) }
+        if let checkpoint { tokens.append("fc" + hex(checkpoint)) }
+        if let feature { tokens.append("ff" + hex(feature)) }
+        if let kind { tokens.append("fk" + hex(kind)) }
+        if let value { tokens.append("fv" + hex(value)) }
+        return tokens
+    }
+
+    /// Lowercase hex of the UTF-8 bytes.
+    static func hex(_ string: String) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(string.utf8.count * 2)
         for byte in string.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
+            bytes.append(digits[Int(byte >> 4)])
+            bytes.append(digits[Int(byte & 0xf)])
         }
-        let hex = String(hash, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The automatic label: `category=fruit c0: apple, mango, pear` (feature alone when pooled).

@@ -14,6 +14,8 @@ public enum SyntheticCatalog {
         public var rank = 8
         /// Feature name → values; each feature gets a pooled decomposition plus one per value.
         public var features: [String: [String]] = ["category": ["animal", "fruit", "vehicle"]]
+        /// Feature name → kind (missing: "semantic").
+        public var featureKinds: [String: String] = [:]
         /// Examples kept at each end of each side (and as many token aggregates).
         public var topCount = 5
         public var prompts = 200
@@ -51,7 +53,7 @@ public enum SyntheticCatalog {
             let model = ModelInfo(name: shape.model, checkpoint: checkpoint, layerCount: shape.layers, headCount: shape.heads,
                                   kvHeadCount: shape.kvHeads, headDimension: shape.headDimension)
             let header = CaptureHeader(version: 1, model: model, positional: "post-rope", layers: Array(0 ..< shape.layers),
-                                       tensorFiles: [], features: featureNames.map { FeatureInfo(name: $0, kind: "semantic") },
+                                       tensorFiles: [], features: featureNames.map { FeatureInfo(name: $0, kind: shape.featureKinds[$0] ?? "semantic") },
                                        datasetJSON: #"{"synthetic":true}"#)
             let summary = try catalog.ingest(
                 header: header, contentHash: "synthetic:\(shape.seed):\(shape.model):\(checkpoint)",

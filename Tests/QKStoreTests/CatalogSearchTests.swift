@@ -126,10 +126,13 @@ import Testing
         #expect(sorted == ["step2", "step10", "step1000", "final", "main"])
     }
 
-    @Test func hashIsStable() {
-        // FNV-1a 64 reference values.
-        #expect(SearchText.hash("") == "cbf29ce484222325")
-        #expect(SearchText.hash("a") == "af63dc4c8601ec8c")
+    @Test func facetTokensAreExactHex() {
+        #expect(SearchText.hex("") == "")
+        #expect(SearchText.hex("aZ") == "615a")
+        #expect(SearchText.hex("é") == "c3a9")
+        #expect(SearchText.facets(model: "m", checkpoint: "main", layer: 3, head: 12, feature: "category", kind: "semantic",
+                                  value: nil) == "fl3 fh12 fm6d fc6d61696e ff63617465676f7279 fk73656d616e746963")
+        #expect(SearchText.facetTerms(SearchFilters(value: "1")) == ["facets : \"fv31\""])
     }
 
     @Test func autoLabelFormat() {
