@@ -192,6 +192,41 @@ struct SVDTests {
         }
     }
 
+    @Test("Leading pairs: right vectors recovered as Aᵀu/σ match the full decomposition",
+          arguments: [(128, 128, 9), (64, 64, 64), (40, 25, 3), (25, 40, 4), (16, 16, 0)])
+    func leadingPairs(shape: (Int, Int, Int)) {
+        let (m, n, r) = shape
+        // Distinct planted values (so vectors are unique up to sign) spanning three decades.
+        let k = min(m, n)
+        let s = (0..<k).map { 10 * pow(0.9, Double($0)) }
+        let (a, _, _) = planted(s, rows: m, columns: n, seed: UInt64(m * 7 + n + r))
+        let full = singularValueDecomposition(a)
+        let leading = leadingSingularPairs(a) { _ in r }
+        expectSingularValues(leading.singularValues, full.singularValues, tolerance: 1e-13)
+        #expect(leading.u.columns == r && leading.v.columns == r && leading.u.rows == m && leading.v.rows == n)
+        for i in 0..<r {
+            let uDot = (0..<m).reduce(0.0) { $0 + leading.u[$1, i] * full.u[$1, i] }
+            let vDot = (0..<n).reduce(0.0) { $0 + leading.v[$1, i] * full.v[$1, i] }
+            #expect(abs(abs(uDot) - 1) < 1e-10 && abs(abs(vDot) - 1) < 1e-10, "pair \(i): \(uDot) \(vDot)")
+            // The pair keeps A vᵢ = σᵢ uᵢ: u and v flip together.
+            #expect(abs(uDot - vDot) < 1e-9)
+        }
+        #expect(orthonormalityError(leading.u) <= 1e-12 && orthonormalityError(leading.v) <= 1e-10)
+    }
+
+    @Test("Leading pairs that include tiny values fall back to the full decomposition")
+    func leadingPairsTiny() {
+        let s = [3.0, 1.0, 1e-9, 1e-12]
+        let (a, q1, q2) = planted(s, rows: 12, columns: 12, seed: 77)
+        let leading = leadingSingularPairs(a) { _ in 4 }
+        #expect(orthonormalityError(leading.v) <= 1e-12)
+        for i in 0..<2 {
+            let vDot = (0..<12).reduce(0.0) { $0 + leading.v[$1, i] * q2[$1, i] }
+            let uDot = (0..<12).reduce(0.0) { $0 + leading.u[$1, i] * q1[$1, i] }
+            #expect(abs(abs(vDot) - 1) < 1e-10 && abs(abs(uDot) - 1) < 1e-10)
+        }
+    }
+
     @Test("Concurrent decompositions give the sequential results")
     func concurrent() {
         var random = LinearAlgebraTestRandom(seed: 41)

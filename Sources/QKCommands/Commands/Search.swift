@@ -8,10 +8,11 @@ extension QKCat {
             name: "search",
             abstract: "Find components by label, feature, value, top token, model or checkpoint.",
             discussion: """
-                Words are matched in full (prefixes with a trailing *, e.g. mang*) and ranked by relevance \
-                (FTS5 bm25), ties by σ. Your words are always taken literally: quotes, OR, NEAR or \
-                parentheses are searched for, never interpreted. With no query, the filtered components \
-                are listed by σ, largest first.
+                Every word must match a whole word (case-insensitive) of a label, note, feature name or value, \
+                top token, model or checkpoint name. Results are ranked by relevance (BM25 over your words), \
+                ties by σ. Your words are always taken literally: quotes, *, OR, NEAR or parentheses are \
+                searched for, never interpreted. With no query, the filtered components are listed by σ, \
+                largest first.
                 """,
             arguments: [Argument("query", optional: true, help: "Words to look for.")],
             options: [Shared.db] + Shared.filters + [

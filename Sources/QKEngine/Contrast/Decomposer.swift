@@ -58,6 +58,7 @@ public struct Decomposer: Sendable {
         let threads = max(1, options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let total = layers.count * model.kvHeadCount
         let counter = ProgressCounter()
+        let pool = ScratchPool()
         for layer in layers {
             let tensors = try reader.layerTensors(layer)
             let outcome = ResultBox<[Decomposition]>(count: model.kvHeadCount)
@@ -65,7 +66,8 @@ public struct Decomposer: Sendable {
             let innerThreads = max(1, threads / max(1, model.kvHeadCount))
             parallelFor(count: model.kvHeadCount, threads: threads) { kvHead in
                 do {
-                    let results = try decomposeGroup(layer: layer, kvHead: kvHead, tensors: tensors, threads: innerThreads)
+                    let results = try decomposeGroup(layer: layer, kvHead: kvHead, tensors: tensors, threads: innerThreads,
+                                                     pool: pool)
                     outcome.set(kvHead, .success(results))
                 } catch {
                     outcome.set(kvHead, .failure(error))
@@ -105,23 +107,27 @@ public struct Decomposer: Sendable {
     /// Each head's contrasts are decomposed (in parallel when there are threads to spare); then the
     /// key-side scores of every kept component of the group come from one pass over the keys,
     /// which are shared by the group and are the largest thing a worker reads.
-    private func decomposeGroup(layer: Int, kvHead: Int, tensors: LayerTensors, threads: Int) throws -> [Decomposition] {
+    private func decomposeGroup(layer: Int, kvHead: Int, tensors: LayerTensors, threads: Int,
+                                pool: ScratchPool) throws -> [Decomposition] {
         let model = reader.header.model
         let table = reader.prompts
         let d = model.headDimension
-        let keys = try decodeRows(tensors.keys, head: kvHead, rows: table.keyCount, columns: d)
+        let keys = try decodeRows(tensors.keys, head: kvHead, rows: table.keyCount, columns: d, pool: pool)
+        defer { pool.recycle(keys) }
         let heads = Array((kvHead * model.groupSize)..<((kvHead + 1) * model.groupSize))
         // Key sums per contrast, shared by every head of the group.
         let sums: [DoubleRows] = plan.specs.map { spec in
-            let rows = DoubleRows(rows: spec.prompts.count, columns: d)
+            let rows = pool.rows(spec.prompts.count, d)
             Kernels.weightedKeySums(keys: keys, spec: spec, into: rows)
             return rows
         }
+        defer { sums.forEach(pool.recycle) }
         let outcome = ResultBox<[Decomposition]>(count: heads.count)
         parallelFor(count: heads.count, threads: threads) { index in
             do {
                 let head = heads[index]
-                let queries = try decodeRows(tensors.queries, head: head, rows: table.promptCount, columns: d)
+                let queries = try decodeRows(tensors.queries, head: head, rows: table.promptCount, columns: d, pool: pool)
+                defer { pool.recycle(queries) }
                 let meanQuery = queries.meanRow()
                 let aggregator = TokenAggregator(tokenCount: table.tokenStrings.count)
                 var results: [Decomposition] = []
@@ -181,9 +187,9 @@ public struct Decomposer: Sendable {
     private func decomposition(of delta: Matrix, layer: Int, head: Int, kvHead: Int, spec: ContrastSpec,
                                queries: DoubleRows, meanQuery: [Double], aggregator: TokenAggregator) -> Decomposition {
         let table = reader.prompts
-        let svd = singularValueDecomposition(delta)
+        let svd = leadingSingularPairs(delta) { Spectrum.rank(of: $0, energy: options.energy, maxRank: options.maxRank) }
         let sigmas = svd.singularValues
-        let rank = Spectrum.rank(of: sigmas, energy: options.energy, maxRank: options.maxRank)
+        let rank = svd.u.columns
         let totalEnergy = sigmas.reduce(0) { $0 + $1 * $1 }
         var us: [[Double]] = [], vs: [[Double]] = []
         for i in 0..<rank {
@@ -210,11 +216,12 @@ public struct Decomposer: Sendable {
             frobenius: delta.frobeniusNorm, singularValues: sigmas, rank: rank, components: components)
     }
 
-    private func decodeRows(_ tensor: TensorView, head: Int, rows: Int, columns: Int) throws(EngineError) -> DoubleRows {
-        let floats = UnsafeMutableBufferPointer<Float>.allocate(capacity: rows * columns)
-        defer { floats.deallocate() }
+    private func decodeRows(_ tensor: TensorView, head: Int, rows: Int, columns: Int,
+                            pool: ScratchPool) throws(EngineError) -> DoubleRows {
+        let floats = pool.floats(rows * columns)
+        defer { pool.recycle(floats) }
         try tensor.decodeSlice(head: head, into: floats)
-        let out = DoubleRows(rows: rows, columns: columns)
+        let out = pool.rows(rows, columns)
         out.load(from: UnsafeBufferPointer(floats))
         return out
     }

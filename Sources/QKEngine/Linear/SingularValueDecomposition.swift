@@ -52,6 +52,63 @@ public func singularValueDecomposition(_ a: Matrix) -> SingularValueDecompositio
         : SingularValueDecomposition(u: right, singularValues: values, v: left)
 }
 
+/// Every singular value of `a` and the leading singular pairs, `count(values)` of them.
+///
+/// Only the left vectors are accumulated through the QR iterations; each kept right vector is
+/// recovered as `vᵢ = Aᵀuᵢ / σᵢ`, which saves about a third of the work. Its error grows like
+/// `ε·σ₁/σᵢ`, so when a kept σᵢ is below `1e-6·σ₁` (or `a` is wide) the full decomposition is
+/// used instead: the result is always accurate to well below float32 precision.
+public func leadingSingularPairs(_ a: Matrix, count: ([Double]) -> Int) -> LeadingSingularPairs {
+    let n = a.columns
+    guard a.rows >= n, n > 0 else {
+        let full = singularValueDecomposition(a)
+        let r = min(count(full.singularValues), full.singularValues.count)
+        return full.leading(r)
+    }
+    let result = BidiagonalSVD.decompose(ColumnMajorBuffer(a, transposed: false), vectors: true, rightVectors: false)
+    let order = descendingOrder(result.values)
+    let values = order.map { abs(result.values[$0]) }
+    let r = min(max(count(values), 0), values.count)
+    guard r == 0 || values[r - 1] >= 1e-6 * values[0] else {
+        return singularValueDecomposition(a).leading(r)
+    }
+    let u = result.left!.matrix(columnOrder: Array(order.prefix(r)))
+    // vᵢ = Aᵀuᵢ / σᵢ (A = U Σ Vᵀ, so Aᵀuᵢ = σᵢvᵢ, the sign coming out right by itself).
+    var v = Matrix(rows: n, columns: r)
+    for i in 0..<r {
+        for row in 0..<a.rows {
+            let coefficient = u.elements[row * r + i] / values[i]
+            guard coefficient != 0 else { continue }
+            for j in 0..<n { v.elements[j * r + i] += a.elements[row * n + j] * coefficient }
+        }
+    }
+    return LeadingSingularPairs(singularValues: values, u: u, v: v)
+}
+
+/// Every singular value of a matrix, with the vectors of only the leading few.
+public struct LeadingSingularPairs: Sendable {
+    /// All of them, non-negative and descending.
+    public let singularValues: [Double]
+    /// `m × r`: the left vectors of the first `r` values.
+    public let u: Matrix
+    /// `n × r`: the right vectors of the first `r` values.
+    public let v: Matrix
+}
+
+extension SingularValueDecomposition {
+    /// Every value with only the first `r` vector pairs.
+    func leading(_ r: Int) -> LeadingSingularPairs {
+        func prefix(_ m: Matrix) -> Matrix {
+            var out = Matrix(rows: m.rows, columns: r)
+            for row in 0..<m.rows {
+                for c in 0..<r { out.elements[row * r + c] = m.elements[row * m.columns + c] }
+            }
+            return out
+        }
+        return LeadingSingularPairs(singularValues: singularValues, u: prefix(u), v: prefix(v))
+    }
+}
+
 /// The singular values of `a` alone, descending (cheaper than the full decomposition).
 public func singularValues(_ a: Matrix) -> [Double] {
     guard min(a.rows, a.columns) > 0 else { return [] }
@@ -81,7 +138,7 @@ enum BidiagonalSVD {
     }
 
     /// Decomposes `a` (which it overwrites).
-    static func decompose(_ a: ColumnMajorBuffer, vectors: Bool) -> Output {
+    static func decompose(_ a: ColumnMajorBuffer, vectors: Bool, rightVectors: Bool = true) -> Output {
         let (m, n) = (a.rows, a.columns)
         precondition(m >= n && n >= 1)
         var d = [Double](repeating: 0, count: n)
@@ -149,18 +206,20 @@ enum BidiagonalSVD {
                     Householder.apply(vector, tauLeft[k], to: u.column(j) + k, m - k)
                 }
             }
-            let v = ColumnMajorBuffer(rows: n, columns: n)
-            for j in 0..<n {
-                v.column(j)[j] = 1
-            }
-            for k in stride(from: n - 2, through: 0, by: -1) where tauRight[k] != 0 {
-                let vector = rightReflectors.column(k) + k + 1
-                for j in (k + 1)..<n {
-                    Householder.apply(vector, tauRight[k], to: v.column(j) + k + 1, n - k - 1)
-                }
-            }
             left = u
-            right = v
+            if rightVectors {
+                let v = ColumnMajorBuffer(rows: n, columns: n)
+                for j in 0..<n {
+                    v.column(j)[j] = 1
+                }
+                for k in stride(from: n - 2, through: 0, by: -1) where tauRight[k] != 0 {
+                    let vector = rightReflectors.column(k) + k + 1
+                    for j in (k + 1)..<n {
+                        Householder.apply(vector, tauRight[k], to: v.column(j) + k + 1, n - k - 1)
+                    }
+                }
+                right = v
+            }
         }
 
         // 3. Diagonalize B; rotations go into the columns of U and V.
