@@ -164,21 +164,21 @@ public struct Decomposer: Sendable {
         }
         guard !vectors.isEmpty else { return }
         let scores = Kernels.rowScores(rows: keys, vectors: vectors)
-        let stride = vectors.count
         let aggregator = TokenAggregator(tokenCount: table.tokenStrings.count)
-        var column = 0
-        for i in decompositions.indices {
-            for j in decompositions[i].components.indices {
-                let at = column
-                decompositions[i].components[j].keys = TopExamples.collect(
-                    count: table.keyCount, top: options.topCount,
-                    score: { scores[$0 * stride + at] },
-                    example: { key, score in
-                        Example(prompt: table.prompt(ofKey: key), position: Int(table.keyPositions[key]),
-                                token: table.keyTokens[key], score: score)
-                    },
-                    tokens: table.keyTokens, aggregator: aggregator)
-                column += 1
+        scores.withUnsafeBufferPointer { scores in
+            var column = 0
+            for i in decompositions.indices {
+                for j in decompositions[i].components.indices {
+                    decompositions[i].components[j].keys = TopExamples.collect(
+                        count: table.keyCount, top: options.topCount,
+                        scores: StridedScores(base: scores.baseAddress! + column, stride: vectors.count),
+                        example: { key, score in
+                            Example(prompt: table.prompt(ofKey: key), position: Int(table.keyPositions[key]),
+                                    token: table.keyTokens[key], score: score)
+                        },
+                        tokens: table.keyTokens, aggregator: aggregator)
+                    column += 1
+                }
             }
         }
     }
@@ -201,11 +201,11 @@ public struct Decomposer: Sendable {
         let queryScores = Kernels.rowScores(rows: queries, vectors: us)
         var components: [Component] = []
         for i in 0..<rank {
-            let querySide = TopExamples.collect(
+            let querySide = queryScores.withUnsafeBufferPointer { scores in TopExamples.collect(
                 count: table.promptCount, top: options.topCount,
-                score: { queryScores[$0 * rank + i] },
+                scores: StridedScores(base: scores.baseAddress! + i, stride: rank),
                 example: { p, s in Example(prompt: p, position: Int(table.queryPositions[p]), token: table.queryTokens[p], score: s) },
-                tokens: table.queryTokens, aggregator: aggregator)
+                tokens: table.queryTokens, aggregator: aggregator) }
             components.append(Component(
                 index: i, sigma: sigmas[i], energyShare: totalEnergy > 0 ? sigmas[i] * sigmas[i] / totalEnergy : 0,
                 u: us[i].map { Float($0) }, v: vs[i].map { Float($0) }, queries: querySide, keys: SideExamples()))

@@ -38,12 +38,14 @@ final class TokenAggregator {
     }
 
     /// The `top` token strings with the highest and with the lowest mean score.
-    func aggregate(tokens: [Int32], score: (Int) -> Double, top: Int) -> (highest: [TokenAggregate], lowest: [TokenAggregate]) {
-        for (i, token) in tokens.enumerated() {
-            let t = Int(token)
-            if counts[t] == 0 { touched.append(token) }
-            counts[t] += 1
-            sums[t] += score(i)
+    func aggregate(tokens: [Int32], scores: StridedScores, top: Int) -> (highest: [TokenAggregate], lowest: [TokenAggregate]) {
+        tokens.withUnsafeBufferPointer { tokens in
+            for i in 0..<tokens.count {
+                let t = Int(tokens[i])
+                if counts[t] == 0 { touched.append(tokens[i]) }
+                counts[t] += 1
+                sums[t] += scores[i]
+            }
         }
         var high = TopSelector(capacity: top), low = TopSelector(capacity: top)
         for token in touched {
@@ -64,17 +66,25 @@ final class TokenAggregator {
     }
 }
 
+/// One column of a row-major score table: item `i` scores `base[i * stride]`.
+struct StridedScores {
+    let base: UnsafePointer<Double>
+    let stride: Int
+
+    @inline(__always) subscript(_ i: Int) -> Double { base[i * stride] }
+}
+
 enum TopExamples {
-    /// Both ends of one side of a component: `count` items scored by `score(item)`.
-    static func collect(count: Int, top: Int, score: (Int) -> Double, example: (Int, Double) -> Example,
+    /// Both ends of one side of a component: `count` items scored by `scores`.
+    static func collect(count: Int, top: Int, scores: StridedScores, example: (Int, Double) -> Example,
                         tokens: [Int32], aggregator: TokenAggregator) -> SideExamples {
         var high = TopSelector(capacity: top), low = TopSelector(capacity: top)
         for i in 0..<count {
-            let s = score(i)
+            let s = scores[i]
             high.offer(s, i)
             low.offer(-s, i)
         }
-        let aggregates = aggregator.aggregate(tokens: tokens, score: score, top: top)
+        let aggregates = aggregator.aggregate(tokens: tokens, scores: scores, top: top)
         return SideExamples(
             highest: high.entries.map { example($0.item, $0.score) },
             lowest: low.entries.map { example($0.item, -$0.score) },
