@@ -31,11 +31,21 @@ done
 "$BENCH" svd | record
 python3 Benchmarks/svd_numpy.py | sed 's/^{/{"step": "svd_numpy", /' | record
 
+# The catalog (issue 3): search over 1M components in-process, `qkcat search` end to end, and the
+# store phase of ingest against the engine.
+"$BENCH" search "$OUT/search.sqlite" | record
+python3 Benchmarks/time_command.py qkcat-search 30 .build/release/qkcat search mango --layer 5 --head 3 --db "$OUT/search.sqlite" | record
+"$BENCH" ingest-store "$OUT/capture-2000" | record
+"$BENCH" ingest-store "$OUT/capture-2000" --per-value | record
+
 # Comparing checkpoints (issue 4): --match over 2 x 32 x 32 heads, similar over 1M components.
 "$BENCH" compare-match "$OUT/compare" | record
 "$BENCH" similar "$OUT/compare" | record
 
 # Attribution over every prompt and head of the 2000-prompt capture (issue 5).
 "$BENCH" attribute "$OUT/capture-2000" --db "$OUT/attribute.sqlite" --repeat "$REPEAT" | record
+
+# The Python capture writer (issue 6): MB/s and peak memory at two prompt counts (a text table).
+PYTHONPATH=python python3 Benchmarks/capture_writer_bench.py --prompts 500,2000 --repeats "$REPEAT" | tee "$OUT/capture_writer.txt"
 
 python3 Benchmarks/summarize.py "$RESULTS"

@@ -4,6 +4,8 @@
 //   qkbench engine DIR [--threads N]       one JSON line: wall time, GB/s, peak RSS
 //   qkbench svd                            SVD medians per size, one JSON line
 //   qkbench attribute DIR [--db PATH] [--repeat N]   `qkcat attribute DIR --all` throughput
+//   qkbench search CATALOG                 search p50/p99 per query kind over 1M components
+//   qkbench ingest-store DIR [--per-value] the store phase of ingest against the engine
 //   qkbench compare-match DIR              `qkcat compare --match` over 2 x 32 x 32 heads
 //   qkbench similar DIR [--components N]   `qkcat similar` over a catalog of N components
 //
@@ -93,6 +95,13 @@ do {
                                   components: option("components", arguments, default: 1_000_000)))
     case "compare-demo":   // writes the planted catalog used for the examples in docs/compare.md
         emit(try writeCompareDemoCatalog(path: arguments[1]))
+    case "search":          // CATALOG path; built if missing, else reused
+        emit(try searchBenchmarkCatalog(path: arguments[1]))
+        for record in try searchBenchmark(path: arguments[1]) { emit(record) }
+    case "search-once":
+        emit(try searchOnce(path: arguments[1]))
+    case "ingest-store":    // DIR holding (or receiving) the 2000-prompt synthetic capture
+        emit(try ingestStoreBenchmark(directory: arguments[1], perValue: arguments.contains("--per-value")))
     case "svd":
         let results = svdBenchmark()
         emit(["step": "svd", "median_ms": Dictionary(uniqueKeysWithValues: results.map { (String($0.size), $0.medianMilliseconds) })])
