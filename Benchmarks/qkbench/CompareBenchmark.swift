@@ -225,18 +225,12 @@ private func benchFileSize(_ path: String) -> Int {
     ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
 }
 
-/// SplitMix64 with the vector helpers the catalogs need.
+/// The engine's SplitMix64 generator with the vector helpers the catalogs need.
 private struct BenchRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
+    private var generator: SeededGenerator
+    init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in [−1, 1).
     mutating func symmetric() -> Double { Double(next() >> 11) / Double(1 << 52) - 1 }

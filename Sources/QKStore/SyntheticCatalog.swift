@@ -110,24 +110,15 @@ public enum SyntheticCatalog {
                              components: components)
     }
 
-    /// A small, fast, seedable generator (SplitMix64).
-    struct SplitMix {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-
-        mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    }
+    /// The engine's seeded SplitMix64 generator.
+    typealias SplitMix = SeededGenerator
 }
 
 private extension Double {
     static func pow2(_ exponent: Double) -> Double { Foundation.pow(2, exponent) }
+}
+
+extension SeededGenerator {
+    mutating func unit() -> Double { nextUnit() }
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
 }
