@@ -218,7 +218,7 @@ enum AttributionKernel {
     static func multiDot(_ k: UnsafePointer<Float>, _ stages: UnsafePointer<Float>, _ count: Int, _ d: Int,
                          into out: UnsafeMutablePointer<Float>) {
         guard count == 3, d % 8 == 0 else {
-            for s in 0..<count { out[s] = dot(k, stages + s * d, d) }
+            for s in 0..<count { out[s] = FloatKernels.dot(k, stages + s * d, d) }
             return
         }
         let rk = UnsafeRawPointer(k), r0 = UnsafeRawPointer(stages), r1 = UnsafeRawPointer(stages + d),
@@ -236,27 +236,6 @@ enum AttributionKernel {
         out[0] = a0.sum()
         out[1] = a1.sum()
         out[2] = a2.sum()
-    }
-
-    /// `Σ x[i]·y[i]` in Float, two 8-wide accumulators.
-    @inline(__always)
-    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
-        var i = 0
-        let rx = UnsafeRawPointer(x), ry = UnsafeRawPointer(y)
-        while i + 16 <= n {
-            a0.addProduct(rx.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self),
-                          ry.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self))
-            a1.addProduct(rx.loadUnaligned(fromByteOffset: (i &+ 8) &* 4, as: SIMD8<Float>.self),
-                          ry.loadUnaligned(fromByteOffset: (i &+ 8) &* 4, as: SIMD8<Float>.self))
-            i &+= 16
-        }
-        var sum = (a0 + a1).sum()
-        while i < n {
-            sum += x[i] * y[i]
-            i &+= 1
-        }
-        return sum
     }
 
     /// `y += a·x` in Float.
@@ -329,7 +308,7 @@ final class LayerPlan: @unchecked Sendable {
             let rows = basis + basisStarts[feature]
             for j in 0..<ranks[feature] {
                 let b = rows + j * d
-                AttributionKernel.axpy(-AttributionKernel.dot(b, current, d), b, next, d)
+                AttributionKernel.axpy(-FloatKernels.dot(b, current, d), b, next, d)
             }
             stage += 1
         }

@@ -294,24 +294,4 @@ enum Kernels {
         }
         return scores
     }
-
-    /// Dot product with four independent accumulators.
-    @inline(__always)
-    static func dot(_ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>, _ n: Int) -> Double {
-        var s0 = SIMD4<Double>(), s1 = SIMD4<Double>()
-        var i = 0
-        while i + 8 <= n {
-            s0 = s0.addingProduct(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD4<Double>.self),
-                                  UnsafeRawPointer(y + i).loadUnaligned(as: SIMD4<Double>.self))
-            s1 = s1.addingProduct(UnsafeRawPointer(x + i + 4).loadUnaligned(as: SIMD4<Double>.self),
-                                  UnsafeRawPointer(y + i + 4).loadUnaligned(as: SIMD4<Double>.self))
-            i += 8
-        }
-        var s = (s0 + s1).sum()
-        while i < n {
-            s += x[i] * y[i]
-            i += 1
-        }
-        return s
-    }
 }
