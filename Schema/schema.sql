@@ -1,5 +1,5 @@
 -- qkcat catalog: the current schema, as migrating an empty database through Migrations/ yields it
--- (a test checks this). Schema version 1 = Migrations/0001_initial.sql.
+-- (a test checks this). Schema version 2 = Migrations/0001_initial.sql, 0002_search_postings.sql.
 
 -- Which migrations were applied (PRAGMA user_version holds the highest one as well).
 CREATE TABLE qkcat_migrations (
@@ -198,7 +198,8 @@ CREATE TABLE search_terms (
 CREATE TRIGGER components_label_changed AFTER UPDATE OF human_label, note ON components
 BEGIN
     UPDATE component_search
-       SET human_label = coalesce(NEW.human_label, ''), note = coalesce(NEW.note, '')
+       SET human_label = coalesce(NEW.human_label, ''), note = coalesce(NEW.note, ''),
+           facets = CASE WHEN facets LIKE '% fstale' THEN facets ELSE facets || ' fstale' END
      WHERE rowid = NEW.id;
     UPDATE component_search_keys SET search_length = NULL WHERE component_id = NEW.id;
 END;
@@ -208,3 +209,29 @@ BEGIN
     DELETE FROM component_search WHERE rowid = OLD.id;
     DELETE FROM component_search_keys WHERE component_id = OLD.id;
 END;
+
+-- One group: the components of one capture whose searchable text holds `term` with the same weighted frequency
+-- (column weights as qkrank's) and the same searchable length. `entries` holds `documents` 32-byte little-endian
+-- records, σ largest first then id: component id (i64), σ (f64), checkpoint id (u32), feature id (u32), value code
+-- (u32, search_values.id, 0 pooled), layer (u16), head (u16).
+CREATE TABLE search_postings (
+    id         INTEGER PRIMARY KEY,
+    term       TEXT NOT NULL,
+    capture_id INTEGER NOT NULL REFERENCES captures (id),
+    frequency  REAL NOT NULL,
+    length     INTEGER NOT NULL,
+    documents  INTEGER NOT NULL,
+    entries    BLOB NOT NULL
+);
+CREATE INDEX search_postings_by_term ON search_postings (term, capture_id, frequency, length, documents);
+
+-- Codes of feature values in search_postings entries.
+CREATE TABLE search_values (
+    id    INTEGER PRIMARY KEY,
+    value TEXT NOT NULL UNIQUE
+);
+
+-- Captures whose components are in search_postings.
+CREATE TABLE search_indexed_captures (
+    capture_id INTEGER PRIMARY KEY REFERENCES captures (id)
+);

@@ -5,6 +5,11 @@ import QKEngine
 public final class Catalog {
     public let database: Database
     public var path: String { database.path }
+    /// The full-text tokenizer, made on the first worded search.
+    var cachedSearchTokenizer: SearchTokenizer?
+    /// How many components a filter must let through for a worded search to walk the impact-ordered index: below
+    /// it, FTS5 intersects the words with the filter's facet tokens and scores the few rows left.
+    var impactFilterThreshold = 4000
 
     init(database: Database) { self.database = database }
 
@@ -24,7 +29,10 @@ public final class Catalog {
         }
         let database = try Database(path: path, mode: readOnly ? .readOnly : .readWriteCreate)
         try database.enableWriteAheadLog()
-        if !readOnly { try Migrator.migrate(database) }
+        if !readOnly {
+            try Migrator.migrate(database)
+            try SearchIndex.buildMissing(in: database)
+        }
         try SearchRanking.register(on: database)
         return Catalog(database: database)
     }
@@ -83,13 +91,19 @@ public final class Catalog {
     {
         guard limit > 0 else { throw .invalidArgument("search limit must be positive, got \(limit)") }
         let words = SearchText.words(query)
-        let ranked: [(id: Int64, score: Double?)]
+        // One read transaction: the index, the statistics and the rows come from one snapshot.
+        let ownsTransaction = !database.inTransaction
+        if ownsTransaction { try database.execute("BEGIN") }
+        defer { if ownsTransaction { try? database.execute("COMMIT") } }
         if words.isEmpty {
-            ranked = try componentsBySigma(filters, limit: limit).map { ($0, nil) }
-        } else {
-            ranked = try componentsByRelevance(words, filters, limit: limit)
+            return try hits(try componentsBySigma(filters, limit: limit).map { ($0, nil) })
         }
-        return try hits(ranked)
+        if let ranked = try componentsByImpact(words, filters, limit: limit) {
+            let found = try hits(ranked)
+            // A component deleted by hand leaves its entries behind: the full-text index knows better.
+            if found.count == ranked.count { return found }
+        }
+        return try hits(try componentsByFullText(words, filters, limit: limit))
     }
 
     /// How many filtered components the σ listing gathers from the full-text index before it scans by σ instead
@@ -165,7 +179,7 @@ public final class Catalog {
 
     /// Ids and scores of the most relevant components for `words` within `filters`: best score first, equal
     /// scores by σ (largest first), then id.
-    func componentsByRelevance(_ words: [String], _ filters: SearchFilters, limit: Int)
+    func componentsByFullText(_ words: [String], _ filters: SearchFilters, limit: Int)
         throws(StoreError) -> [(id: Int64, score: Double?)]
     {
         // Document counts of the words from search_terms; -1 (qkrank counts them) for a word that is not one plain
@@ -178,14 +192,23 @@ public final class Catalog {
             documents.append(try lookup.step() ? (lookup.int(at: 0) ?? -1) : -1)
             lookup.reset()
         }
-        let expression = (words.map { SearchRanking.searchableColumns + " : " + SearchText.quoted($0) }
-            + SearchText.facetTerms(filters)).joined(separator: " AND ")
+        return try componentsByFullText(words, facets: SearchText.facetTerms(filters), documents: documents, limit: limit)
+            .map { ($0.id, $0.score) }
+    }
+
+    /// The full-text path: FTS5 matches the words and facet conditions, qkrank scores every match.
+    func componentsByFullText(_ words: [String], facets: [String], documents: [Int], limit: Int)
+        throws(StoreError) -> [RankedID]
+    {
+        let expression = (words.map { SearchRanking.searchableColumns + " : " + SearchText.quoted($0) } + facets)
+            .joined(separator: " AND ")
         // qkrank drops (NULL) the rows that cannot reach the first `limit`, so few are sorted; the row's length comes
         // with its σ from component_search_keys, so ranking looks up one small row per match.
         let arguments = ([limit, words.count] + documents).map(String.init).joined(separator: ", ")
         let statement = try database.prepare("""
             SELECT component_search.rowid,
-                   \(SearchRanking.functionName)(component_search, k.search_length, k.sigma, \(arguments)) AS score
+                   \(SearchRanking.functionName)(component_search, k.search_length, k.sigma, \(arguments)) AS score,
+                   k.sigma
               FROM component_search
              CROSS JOIN component_search_keys k ON k.component_id = component_search.rowid
              WHERE component_search MATCH ? AND score IS NOT NULL
@@ -193,8 +216,11 @@ public final class Catalog {
              LIMIT ?
             """)
         try statement.bind([.text(expression), .integer(limit)])
-        var ranked: [(id: Int64, score: Double?)] = []
-        while try statement.step() { ranked.append((statement.int64(at: 0) ?? 0, statement.double(at: 1))) }
+        var ranked: [RankedID] = []
+        while try statement.step() {
+            ranked.append(RankedID(id: statement.int64(at: 0) ?? 0, score: statement.double(at: 1) ?? 0,
+                                   sigma: statement.double(at: 2) ?? 0))
+        }
         return ranked
     }
 

@@ -25,7 +25,8 @@ public final class IngestSession {
     private let insertComponent: Statement
     private let insertSearch: Statement
     private let insertSearchKeys: Statement
-    private let searchTerms: TermCounter
+    private let searchIndex: SearchIndexBuilder
+    private var valueCodes: [String: UInt32] = [:]
     private let insertPrompt: Statement
     private let insertSkip: Statement
 
@@ -92,11 +93,13 @@ public final class IngestSession {
                 VALUES (?, ?, '', '', ?, ?, ?, ?)
                 """)
             insertSearchKeys = try database.prepare("""
-                INSERT INTO component_search_keys (component_id, sigma, checkpoint_id, layer, head, feature_id, value)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO component_search_keys (component_id, sigma, checkpoint_id, layer, head, feature_id, value,
+                                                   search_length)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-            // The capture's searchable texts, tokenized as the catalog's index does, for search_terms at finish().
-            searchTerms = try TermCounter(database: database, name: "ingest_search_terms")
+            // The capture's searchable texts, tokenized as the full-text index does: groups of the impact-ordered
+            // index, search_terms counts and each row's searchable length.
+            searchIndex = SearchIndexBuilder(tokenizer: try SearchTokenizer(database: database))
             insertPrompt = try database.prepare(
                 "INSERT INTO prompts (capture_id, prompt_index, prompt_key, tokens_json) VALUES (?, ?, ?, ?)")
             insertSkip = try database.prepare(
@@ -128,9 +131,7 @@ public final class IngestSession {
     public func finish() throws(StoreError) -> IngestSummary {
         guard open else { throw .invalidArgument("ingest session is already finished or rolled back") }
         do {
-            try searchTerms.addCounts()
-            try searchTerms.drop()
-            try recordSearchLengths()
+            try searchIndex.write(captureID: captureID, database: catalog.database)
             try catalog.database.execute("COMMIT")
         } catch {
             rollback()
@@ -138,25 +139,6 @@ public final class IngestSession {
         }
         open = false
         return summary
-    }
-
-    /// Copies each new component's searchable length from the full-text index into component_search_keys.
-    private func recordSearchLengths() throws(StoreError) {
-        guard let first = firstComponentID else { return }
-        let model = header.model
-        let database = catalog.database
-        let facets = SearchText.facetTerms(SearchFilters(model: model.name, checkpoint: model.checkpoint))
-        let lengths = try database.prepare("""
-            SELECT rowid, \(SearchRanking.lengthFunctionName)(component_search)
-              FROM component_search WHERE component_search MATCH ? AND rowid >= ?
-            """)
-        try lengths.bind([.text(facets.joined(separator: " AND ")), .integer(Int(first))])
-        let update = try database.prepare("UPDATE component_search_keys SET search_length = ? WHERE component_id = ?")
-        while try lengths.step() {
-            try update.bind(lengths.int64(at: 1), at: 1)
-            try update.bind(lengths.int64(at: 0), at: 2)
-            try update.run()
-        }
     }
 
     /// Discards everything added (also done when an unfinished session is dropped).
@@ -201,6 +183,17 @@ public final class IngestSession {
         summary.decompositions += 1
 
         let featureText = [decomposition.feature, decomposition.value].compactMap { $0 }.joined(separator: " ")
+        var valueCode: UInt32 = 0
+        if let value = decomposition.value {
+            if let known = valueCodes[value] { valueCode = known } else {
+                valueCode = try SearchIndex.valueCode(value, in: catalog.database)
+                valueCodes[value] = valueCode
+            }
+        }
+        let searchFields = SearchIndex.Entry(
+            componentID: 0, sigma: 0, checkpointID: try SearchIndex.narrow(checkpointID, "checkpoint id"),
+            featureID: try SearchIndex.narrow(feature.id, "feature id"), valueCode: valueCode,
+            layer: try SearchIndex.narrow(decomposition.layer, "layer"), head: try SearchIndex.narrow(decomposition.head, "head"))
         let names = "\(model.name) \(model.checkpoint)"
         let facets = SearchText.facets(model: model.name, checkpoint: model.checkpoint, layer: decomposition.layer,
                                        head: decomposition.head, feature: decomposition.feature, kind: feature.kind,
@@ -237,7 +230,10 @@ public final class IngestSession {
             try insertSearch.bind(names, at: 5)
             try insertSearch.bind(facets, at: 6)
             try insertSearch.run()
-            try searchTerms.add([label, featureText, tokens, names].joined(separator: "\n"))
+            var entry = searchFields
+            entry.componentID = componentID
+            entry.sigma = component.sigma
+            let searchLength = searchIndex.add(entry, columns: [label, "", "", featureText, tokens, names])
 
             try insertSearchKeys.bind(componentID, at: 1)
             try insertSearchKeys.bind(component.sigma, at: 2)
@@ -246,6 +242,7 @@ public final class IngestSession {
             try insertSearchKeys.bind(decomposition.head, at: 5)
             try insertSearchKeys.bind(feature.id, at: 6)
             try insertSearchKeys.bind(decomposition.value, at: 7)
+            try insertSearchKeys.bind(searchLength, at: 8)
             try insertSearchKeys.run()
         }
     }

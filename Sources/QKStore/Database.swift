@@ -11,7 +11,7 @@ public enum SQLValue: Equatable, Sendable {
 }
 
 /// SQLite's "copy the buffer now" destructor.
-private let transientDestructor = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+let transientDestructor = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// One SQLite connection: busy timeout, foreign keys, extended result codes; closed on deinit.
 public final class Database {

@@ -36,6 +36,19 @@ enum SearchRanking {
 
     /// Registers `qkrank` and `qklength` on the connection (search and ingest need them).
     static func register(on database: Database) throws(StoreError) {
+        let api = try extensionAPI(of: database)
+        guard let create = api.pointee.xCreateFunction else {
+            throw .invalidArgument("this SQLite's FTS5 offers no extension API (version 2 or later needed)")
+        }
+        try database.check(create(api, cFunctionName, nil, rank, nil), sql: "fts5 xCreateFunction(\(functionName))")
+        try database.check(create(api, cLengthFunctionName, nil, length, nil),
+                           sql: "fts5 xCreateFunction(\(lengthFunctionName))")
+        try database.check(create(api, cCorpusFunctionName, nil, corpus, nil),
+                           sql: "fts5 xCreateFunction(\(corpusFunctionName))")
+    }
+
+    /// The connection's FTS5 API object (it lives as long as the connection).
+    static func extensionAPI(of database: Database) throws(StoreError) -> UnsafeMutablePointer<fts5_api> {
         let statement = try database.prepare("SELECT fts5(?1)")
         var api: UnsafeMutablePointer<fts5_api>?
         let code = withUnsafeMutablePointer(to: &api) { pointer -> Int32 in
@@ -46,12 +59,10 @@ enum SearchRanking {
         }
         statement.reset()
         try database.check(code, sql: statement.sql)
-        guard let api, api.pointee.iVersion >= 2, let create = api.pointee.xCreateFunction else {
+        guard let api, api.pointee.iVersion >= 2 else {
             throw .invalidArgument("this SQLite's FTS5 offers no extension API (version 2 or later needed)")
         }
-        try database.check(create(api, cFunctionName, nil, rank, nil), sql: "fts5 xCreateFunction(\(functionName))")
-        try database.check(create(api, cLengthFunctionName, nil, length, nil),
-                           sql: "fts5 xCreateFunction(\(lengthFunctionName))")
+        return api
     }
 
     private static let length: fts5_extension_function = { api, context, result, _, _ in
@@ -186,11 +197,11 @@ enum SearchRanking {
             case let .failure(failure): return failure.report(result)
             }
         }
-        let normalization = k1 * (1 - b + b * length / statistics.averageLength)
+        let normalization = lengthNormalization(length: length, averageLength: statistics.averageLength)
         var score = 0.0
         for index in 0 ..< phraseCount {
-            let frequency = statistics.frequencies[index]
-            score += statistics.inverseDocumentFrequencies[index] * (frequency * (k1 + 1)) / (frequency + normalization)
+            score += termScore(inverseDocumentFrequency: statistics.inverseDocumentFrequencies[index],
+                               frequency: statistics.frequencies[index], normalization: normalization)
         }
         statistics.lastRowID = rowid
         let sigma = argumentCount > 1 ? sqlite3_value_double(arguments![1]) : 0
@@ -219,17 +230,12 @@ enum SearchRanking {
               Int(argumentCount) == 4 + userPhrases else {
             return .failure(Failure(code: SQLITE_ERROR, message: "\(functionName): expected \(userPhrases) document counts"))
         }
-        var rows: sqlite3_int64 = 0
-        var code = api.xRowCount(context, &rows)
-        if code != SQLITE_OK { return .failure(Failure(code: code)) }
-        var totalTokens: sqlite3_int64 = 0
-        for column in 0 ..< Int32(columnWeights.count) {
-            var tokens: sqlite3_int64 = 0
-            code = api.xColumnTotalSize(context, column, &tokens)
-            if code != SQLITE_OK { return .failure(Failure(code: code)) }
-            totalTokens += tokens
+        let corpus: Corpus
+        switch corpusStatistics(api, context) {
+        case let .success(read): corpus = read
+        case let .failure(failure): return .failure(failure)
         }
-        let rowCount = Double(max(rows, 1))
+        var code = SQLITE_OK
         var inverse: [Double] = []
         for phrase in 0 ..< userPhrases {
             var documents = sqlite3_value_int64(arguments[4 + phrase])
@@ -241,11 +247,74 @@ enum SearchRanking {
                 }
                 if code != SQLITE_OK { return .failure(Failure(code: code)) }
             }
-            let idf = log((rowCount - Double(documents) + 0.5) / (Double(documents) + 0.5))
-            inverse.append(idf > 0 ? idf : 1e-6)
+            inverse.append(inverseDocumentFrequency(rows: corpus.rows, documents: Int(documents)))
         }
-        let average = max(Double(totalTokens) / rowCount, 1)
-        return .success(QueryStatistics(inverseDocumentFrequencies: inverse, averageLength: average, keep: keep))
+        return .success(QueryStatistics(inverseDocumentFrequencies: inverse, averageLength: corpus.averageLength,
+                                        keep: keep))
+    }
+
+    // MARK: The formula (shared with the impact-ordered index, which must score exactly as qkrank does)
+
+    /// The full-text index's row count and average searchable length, as bm25 needs them.
+    struct Corpus: Equatable {
+        var rows: Int
+        var averageLength: Double
+    }
+
+    private static func corpusStatistics(_ api: Fts5ExtensionApi, _ context: OpaquePointer) -> Result<Corpus, Failure> {
+        var rows: sqlite3_int64 = 0
+        var code = api.xRowCount(context, &rows)
+        if code != SQLITE_OK { return .failure(Failure(code: code)) }
+        var totalTokens: sqlite3_int64 = 0
+        for column in 0 ..< Int32(columnWeights.count) {
+            var tokens: sqlite3_int64 = 0
+            code = api.xColumnTotalSize(context, column, &tokens)
+            if code != SQLITE_OK { return .failure(Failure(code: code)) }
+            totalTokens += tokens
+        }
+        let rowCount = Double(max(rows, 1))
+        return .success(Corpus(rows: Int(rows), averageLength: max(Double(totalTokens) / rowCount, 1)))
+    }
+
+    /// bm25's IDF over `rows` documents, `documents` of which hold the term (floored at 1e-6).
+    static func inverseDocumentFrequency(rows: Int, documents: Int) -> Double {
+        let rowCount = Double(max(rows, 1))
+        let idf = log((rowCount - Double(documents) + 0.5) / (Double(documents) + 0.5))
+        return idf > 0 ? idf : 1e-6
+    }
+
+    /// bm25's length normalization of a row of `length` searchable tokens.
+    @inline(__always)
+    static func lengthNormalization(length: Double, averageLength: Double) -> Double {
+        k1 * (1 - b + b * length / averageLength)
+    }
+
+    /// One phrase's bm25 term (positive: larger is better); a row's score is the sum over phrases, in phrase order.
+    @inline(__always)
+    static func termScore(inverseDocumentFrequency: Double, frequency: Double, normalization: Double) -> Double {
+        inverseDocumentFrequency * (frequency * (k1 + 1)) / (frequency + normalization)
+    }
+
+    /// `qkcorpus(component_search)`: the index's row count and average searchable length as `rows average`
+    /// (text: one call reads both), for the impact-ordered search, which scores as qkrank does without FTS5.
+    static let corpusFunctionName = "qkcorpus"
+    nonisolated(unsafe) private static let cCorpusFunctionName: UnsafeMutablePointer<CChar> = strdup(corpusFunctionName)!
+
+    private static let corpus: fts5_extension_function = { api, context, result, _, _ in
+        guard let api, let context, let result else { return }
+        switch corpusStatistics(api.pointee, context) {
+        case let .success(corpus):
+            // The average's exact bits travel as an integer: text would round it.
+            sqlite3_result_text(result, "\(corpus.rows) \(corpus.averageLength.bitPattern)", -1, transientDestructor)
+        case let .failure(failure): failure.report(result)
+        }
+    }
+
+    /// Parses what `qkcorpus` returns.
+    static func parseCorpus(_ text: String) -> Corpus? {
+        let parts = text.split(separator: " ")
+        guard parts.count == 2, let rows = Int(parts[0]), let bits = UInt64(parts[1]) else { return nil }
+        return Corpus(rows: rows, averageLength: Double(bitPattern: bits))
     }
 
     // MARK: Document counts

@@ -1,0 +1,227 @@
+import CSQLite
+import Foundation
+
+/// The impact-ordered search index (`search_postings`): per capture and term, the components holding the term,
+/// grouped by weighted frequency and searchable length (all that bm25 needs of a row besides corpus statistics)
+/// and sorted by σ within a group. A search scores groups, not rows, and reads the best groups first.
+enum SearchIndex {
+    /// Bytes per entry: id i64, σ f64, checkpoint u32, feature u32, value code u32, layer u16, head u16.
+    static let entrySize = 32
+
+    /// One row of the index: a component as search filters and orders it.
+    struct Entry: Equatable {
+        var componentID: Int64
+        var sigma: Double
+        var checkpointID: UInt32
+        var featureID: UInt32
+        var valueCode: UInt32
+        var layer: UInt16
+        var head: UInt16
+
+        /// Search order within a score: σ largest first, then id.
+        @inline(__always)
+        func precedes(_ other: Entry) -> Bool {
+            sigma != other.sigma ? sigma > other.sigma : componentID < other.componentID
+        }
+
+        func write(to buffer: UnsafeMutableRawBufferPointer, at offset: Int) {
+            buffer.storeBytes(of: componentID.littleEndian, toByteOffset: offset, as: Int64.self)
+            buffer.storeBytes(of: sigma.bitPattern.littleEndian, toByteOffset: offset + 8, as: UInt64.self)
+            buffer.storeBytes(of: checkpointID.littleEndian, toByteOffset: offset + 16, as: UInt32.self)
+            buffer.storeBytes(of: featureID.littleEndian, toByteOffset: offset + 20, as: UInt32.self)
+            buffer.storeBytes(of: valueCode.littleEndian, toByteOffset: offset + 24, as: UInt32.self)
+            buffer.storeBytes(of: layer.littleEndian, toByteOffset: offset + 28, as: UInt16.self)
+            buffer.storeBytes(of: head.littleEndian, toByteOffset: offset + 30, as: UInt16.self)
+        }
+
+        @inline(__always)
+        init(reading buffer: UnsafeRawBufferPointer, at offset: Int) {
+            componentID = Int64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+            sigma = Double(bitPattern: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)))
+            checkpointID = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset + 16, as: UInt32.self))
+            featureID = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset + 20, as: UInt32.self))
+            valueCode = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset + 24, as: UInt32.self))
+            layer = UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: offset + 28, as: UInt16.self))
+            head = UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: offset + 30, as: UInt16.self))
+        }
+
+        init(componentID: Int64, sigma: Double, checkpointID: UInt32, featureID: UInt32, valueCode: UInt32, layer: UInt16,
+             head: UInt16) {
+            self.componentID = componentID
+            self.sigma = sigma
+            self.checkpointID = checkpointID
+            self.featureID = featureID
+            self.valueCode = valueCode
+            self.layer = layer
+            self.head = head
+        }
+    }
+
+    /// The facet token that marks a full-text row whose text changed after its group was written.
+    static let staleFacet = "fstale"
+
+    /// The code of `value` in search_values (0 for pooled), creating it when missing.
+    static func valueCode(_ value: String?, in database: Database) throws(StoreError) -> UInt32 {
+        guard let value else { return 0 }
+        if let id = try database.scalarInt("SELECT id FROM search_values WHERE value = ?", [.text(value)]) {
+            return UInt32(id)
+        }
+        let insert = try database.prepare("INSERT INTO search_values (value) VALUES (?)")
+        try insert.bind(value, at: 1)
+        try insert.run()
+        return UInt32(database.lastInsertRowID)
+    }
+
+    /// Ids that must fit an entry's fields.
+    static func narrow<T: FixedWidthInteger>(_ value: some BinaryInteger, _ what: String) throws(StoreError) -> T {
+        guard let narrowed = T(exactly: value) else {
+            throw .invalidArgument("search index: \(what) \(value) does not fit \(T.bitWidth) bits")
+        }
+        return narrowed
+    }
+}
+
+// MARK: - Building
+
+/// Collects one capture's components and writes their groups and term counts (inside the caller's transaction).
+final class SearchIndexBuilder {
+    private struct GroupKey: Hashable {
+        var term: String
+        var frequency: Double
+        var length: Int
+    }
+
+    private let tokenizer: SearchTokenizer
+    private var groups: [GroupKey: [SearchIndex.Entry]] = [:]
+    private var documentCounts: [String: Int] = [:]
+    private var frequencies: [String: Double] = [:]
+
+    init(tokenizer: SearchTokenizer) { self.tokenizer = tokenizer }
+
+    /// Adds a component with its searchable texts, one per searchable column (`SearchRanking.columnWeights` order);
+    /// returns its searchable length (the row's token count, as `qklength` reads it from FTS5).
+    func add(_ entry: SearchIndex.Entry, columns: [String]) -> Int {
+        precondition(columns.count == SearchRanking.columnWeights.count, "one text per searchable column")
+        frequencies.removeAll(keepingCapacity: true)
+        var length = 0
+        for (column, text) in columns.enumerated() where !text.isEmpty {
+            let weight = SearchRanking.columnWeights[column]
+            tokenizer.forEachToken(in: text) { bytes in
+                length += 1
+                frequencies[String(decoding: bytes, as: UTF8.self), default: 0] += weight
+            }
+        }
+        for (term, frequency) in frequencies {
+            groups[GroupKey(term: term, frequency: frequency, length: length), default: []].append(entry)
+            documentCounts[term, default: 0] += 1
+        }
+        return length
+    }
+
+    /// Writes the groups of `captureID`, adds the term counts to search_terms and records the capture as indexed.
+    func write(captureID: Int64, database: Database) throws(StoreError) {
+        try writeGroups(captureID: captureID, database: database)
+        let count = try database.prepare("""
+            INSERT INTO search_terms (term, documents) VALUES (?, ?)
+            ON CONFLICT (term) DO UPDATE SET documents = documents + excluded.documents
+            """)
+        for (term, documents) in documentCounts {
+            try count.bind(term, at: 1)
+            try count.bind(documents, at: 2)
+            try count.run()
+        }
+        documentCounts = [:]
+    }
+
+    /// Writes the groups of `captureID` and records the capture as indexed (search_terms untouched).
+    func writeGroups(captureID: Int64, database: Database) throws(StoreError) {
+        let insert = try database.prepare("""
+            INSERT INTO search_postings (term, capture_id, frequency, length, documents, entries) VALUES (?, ?, ?, ?, ?, ?)
+            """)
+        var buffer = Data()
+        for (key, unsorted) in groups {
+            let entries = unsorted.sorted { $0.precedes($1) }
+            buffer.count = entries.count * SearchIndex.entrySize
+            buffer.withUnsafeMutableBytes { raw in
+                for (index, entry) in entries.enumerated() { entry.write(to: raw, at: index * SearchIndex.entrySize) }
+            }
+            try insert.bind(key.term, at: 1)
+            try insert.bind(captureID, at: 2)
+            try insert.bind(key.frequency, at: 3)
+            try insert.bind(key.length, at: 4)
+            try insert.bind(entries.count, at: 5)
+            try insert.bind(buffer, at: 6)
+            try insert.run()
+        }
+        let indexed = try database.prepare("INSERT INTO search_indexed_captures (capture_id) VALUES (?)")
+        try indexed.bind(captureID, at: 1)
+        try indexed.run()
+        groups = [:]
+    }
+}
+
+extension SearchIndex {
+    /// Builds the index of every capture not yet in it (catalogs migrated from before the index), each in its own
+    /// transaction. Rows already counted in search_terms are not counted again: only groups and lengths are written.
+    static func buildMissing(in database: Database) throws(StoreError) {
+        let missing = try database.prepare("""
+            SELECT id FROM captures WHERE id NOT IN (SELECT capture_id FROM search_indexed_captures) ORDER BY id
+            """)
+        var captures: [Int64] = []
+        while try missing.step() { captures.append(missing.int64(at: 0) ?? 0) }
+        guard !captures.isEmpty else { return }
+        let tokenizer = try SearchTokenizer(database: database)
+        for captureID in captures {
+            try database.transaction { () throws(StoreError) in
+                try build(captureID: captureID, tokenizer: tokenizer, database: database)
+            }
+        }
+    }
+
+    private static func build(captureID: Int64, tokenizer: SearchTokenizer, database: Database) throws(StoreError) {
+        let rows = try database.prepare("""
+            SELECT k.component_id, k.sigma, k.checkpoint_id, k.feature_id, k.value, k.layer, k.head,
+                   s.auto_label, s.human_label, s.note, s.feature, s.tokens, s.names
+              FROM component_search_keys k
+              JOIN component_search s ON s.rowid = k.component_id
+             WHERE k.feature_id IN (SELECT id FROM features WHERE capture_id = ?)
+             ORDER BY k.component_id
+            """)
+        try rows.bind(captureID, at: 1)
+        let builder = SearchIndexBuilder(tokenizer: tokenizer)
+        var lengths: [(Int64, Int)] = []
+        var valueCodes: [String: UInt32] = [:]
+        while try rows.step() {
+            let value = rows.text(at: 4)
+            var code: UInt32 = 0
+            if let value {
+                if let known = valueCodes[value] { code = known } else {
+                    code = try valueCode(value, in: database)
+                    valueCodes[value] = code
+                }
+            }
+            let entry = Entry(componentID: rows.int64(at: 0) ?? 0, sigma: rows.double(at: 1) ?? 0,
+                              checkpointID: try narrow(rows.int64(at: 2) ?? 0, "checkpoint id"),
+                              featureID: try narrow(rows.int64(at: 3) ?? 0, "feature id"), valueCode: code,
+                              layer: try narrow(rows.int(at: 5) ?? 0, "layer"), head: try narrow(rows.int(at: 6) ?? 0, "head"))
+            let columns = (7 ..< 13).map { rows.text(at: Int32($0)) ?? "" }
+            lengths.append((entry.componentID, builder.add(entry, columns: columns)))
+        }
+        // The terms were counted when the rows were written; only the groups are new.
+        try builder.writeGroups(captureID: captureID, database: database)
+        let update = try database.prepare("UPDATE component_search_keys SET search_length = ? WHERE component_id = ?")
+        for (id, length) in lengths {
+            try update.bind(length, at: 1)
+            try update.bind(id, at: 2)
+            try update.run()
+        }
+        // Rows marked stale before are in their groups now, with their current text.
+        let fresh = try database.prepare("""
+            UPDATE component_search SET facets = replace(facets, ' \(staleFacet)', '')
+             WHERE component_search MATCH 'facets : \(staleFacet)' AND rowid >= ? AND rowid <= ?
+            """)
+        try fresh.bind(lengths.first?.0 ?? 0, at: 1)
+        try fresh.bind(lengths.last?.0 ?? -1, at: 2)
+        try fresh.run()
+    }
+}

@@ -1,0 +1,353 @@
+import CSQLite
+import Foundation
+
+/// Reads one group's entries a chunk at a time through SQLite's incremental blob I/O, so a search that needs the
+/// first twenty entries of a group of fifty thousand reads a page or two.
+final class PostingCursor {
+    private let blob: OpaquePointer
+    private let database: Database
+    /// Entries in the group.
+    let count: Int
+    private var chunk: [UInt8] = []
+    private var chunkStart = 0
+    private var chunkCount = 0
+    private var nextIndex = 0
+    private var chunkEntries = 16
+
+    init(database: Database, rowID: Int64, count: Int) throws(StoreError) {
+        var opened: OpaquePointer?
+        let code = sqlite3_blob_open(database.handle, "main", "search_postings", "entries", rowID, 0, &opened)
+        guard code == SQLITE_OK, let opened else {
+            if let opened { sqlite3_blob_close(opened) }
+            try database.check(code == SQLITE_OK ? SQLITE_ERROR : code, sql: "blob open search_postings.entries \(rowID)")
+            throw .corrupt("search_postings row \(rowID) could not be opened")
+        }
+        let bytes = Int(sqlite3_blob_bytes(opened))
+        guard bytes == count * SearchIndex.entrySize else {
+            sqlite3_blob_close(opened)
+            throw .corrupt("search_postings row \(rowID): \(bytes) bytes for \(count) entries")
+        }
+        self.blob = opened
+        self.database = database
+        self.count = count
+    }
+
+    deinit { sqlite3_blob_close(blob) }
+
+    /// The next entry, or nil after the last.
+    @inline(__always)
+    func next() throws(StoreError) -> SearchIndex.Entry? {
+        guard nextIndex < count else { return nil }
+        if nextIndex >= chunkStart + chunkCount { try load(from: nextIndex) }
+        let offset = (nextIndex - chunkStart) * SearchIndex.entrySize
+        nextIndex += 1
+        return chunk.withUnsafeBytes { SearchIndex.Entry(reading: $0, at: offset) }
+    }
+
+    /// Reads the entries from `index` on: chunks grow fourfold up to 1024 entries (32 KB), as a long walk is likely
+    /// to go on.
+    private func load(from index: Int) throws(StoreError) {
+        let entries = min(chunkEntries, count - index)
+        chunkEntries = min(chunkEntries * 4, 1024)
+        let bytes = entries * SearchIndex.entrySize
+        if chunk.count < bytes { chunk = [UInt8](repeating: 0, count: bytes) }
+        let code = chunk.withUnsafeMutableBytes { raw in
+            sqlite3_blob_read(blob, raw.baseAddress, Int32(bytes), Int32(index * SearchIndex.entrySize))
+        }
+        try database.check(code, sql: "blob read search_postings.entries")
+        chunkStart = index
+        chunkCount = entries
+    }
+}
+
+/// Which entries a search's filters let through, decided on the entry's own fields.
+struct EntryFilter {
+    var checkpoints: Set<UInt32>?
+    var features: Set<UInt32>?
+    var valueCode: UInt32?
+    var layer: UInt16?
+    var head: UInt16?
+    /// Captures that can hold a match (nil: any).
+    var captures: Set<Int64>?
+
+    @inline(__always)
+    func accepts(_ entry: SearchIndex.Entry) -> Bool {
+        if let layer, entry.layer != layer { return false }
+        if let head, entry.head != head { return false }
+        if let valueCode, entry.valueCode != valueCode { return false }
+        if let checkpoints, !checkpoints.contains(entry.checkpointID) { return false }
+        if let features, !features.contains(entry.featureID) { return false }
+        return true
+    }
+}
+
+extension Catalog {
+    /// The most relevant components for `words` within `filters`, read from the impact-ordered index; the same
+    /// ids, scores and order as the full-text path (`componentsByFullText`). Nil when the words or the filter suit
+    /// the full-text path better: a word of several tokens (a phrase), a repeated word, or a selective filter.
+    func componentsByImpact(_ words: [String], _ filters: SearchFilters, limit: Int)
+        throws(StoreError) -> [(id: Int64, score: Double?)]?
+    {
+        let tokenizer = try searchTokenizer()
+        var terms: [String] = []
+        for word in words {
+            let tokens = tokenizer.tokens(word)
+            guard tokens.count == 1 else { return nil }
+            terms.append(tokens[0])
+        }
+        guard Set(terms).count == terms.count else { return nil }
+        let facets = SearchText.facetTerms(filters)
+        if !facets.isEmpty {
+            let gathered = try database.scalarInt("""
+                SELECT count(*) FROM (SELECT rowid FROM component_search WHERE component_search MATCH ? LIMIT ?)
+                """, [.text(facets.joined(separator: " AND ")), .integer(impactFilterThreshold + 1)]) ?? 0
+            if gathered <= impactFilterThreshold { return nil }
+        }
+        guard let filter = try entryFilter(filters) else { return [] }
+
+        // Corpus statistics as qkrank reads them (one matching row suffices), and each term's document count.
+        var documents: [Int] = []
+        for term in terms {
+            guard let count = try database.scalarInt("SELECT documents FROM search_terms WHERE term = ?", [.text(term)]),
+                  count > 0 else { return [] }
+            documents.append(count)
+        }
+        let corpusText = try database.scalarText("""
+            SELECT \(SearchRanking.corpusFunctionName)(component_search) FROM component_search
+             WHERE component_search MATCH ? LIMIT 1
+            """, [.text(SearchRanking.searchableColumns + " : " + SearchText.quoted(words[0]))])
+        guard let corpusText else { return [] }
+        guard let corpus = SearchRanking.parseCorpus(corpusText) else {
+            throw .corrupt("\(SearchRanking.corpusFunctionName) returned \(corpusText)")
+        }
+        let inverse = documents.map { SearchRanking.inverseDocumentFrequency(rows: corpus.rows, documents: $0) }
+
+        let stale = try staleComponents()
+        var results = try impactWalk(terms: terms, inverse: inverse, averageLength: corpus.averageLength, filter: filter,
+                                     stale: stale, limit: limit)
+        if !stale.isEmpty {
+            // Rows whose text changed after their group was written: FTS5 scores them with qkrank, as the full-text
+            // path would, and they take their place among the others.
+            let staleFilters = facets + ["facets : \"\(SearchIndex.staleFacet)\""]
+            results += try componentsByFullText(words, facets: staleFilters, documents: documents, limit: limit)
+            results.sort { a, b in
+                SearchRanking.Rank(score: a.score, sigma: a.sigma, rowid: a.id)
+                    < SearchRanking.Rank(score: b.score, sigma: b.sigma, rowid: b.id)
+            }
+            if results.count > limit { results.removeLast(results.count - limit) }
+        }
+        return results.map { ($0.id, $0.score) }
+    }
+
+    /// The tokenizer of this catalog's connection (made once).
+    func searchTokenizer() throws(StoreError) -> SearchTokenizer {
+        if let cached = cachedSearchTokenizer { return cached }
+        let made = try SearchTokenizer(database: database)
+        cachedSearchTokenizer = made
+        return made
+    }
+
+    /// Components whose full-text row changed after their group was written (human labels and notes).
+    private func staleComponents() throws(StoreError) -> Set<Int64> {
+        let statement = try database.prepare(
+            "SELECT rowid FROM component_search WHERE component_search MATCH 'facets : \(SearchIndex.staleFacet)'")
+        var ids = Set<Int64>()
+        while try statement.step() { ids.insert(statement.int64(at: 0) ?? 0) }
+        return ids
+    }
+
+    /// `filters` as entry fields; nil when nothing can match (an unknown name or value, a layer outside u16).
+    func entryFilter(_ filters: SearchFilters) throws(StoreError) -> EntryFilter? {
+        var filter = EntryFilter()
+        if let layer = filters.layer {
+            guard let narrow = UInt16(exactly: layer) else { return nil }
+            filter.layer = narrow
+        }
+        if let head = filters.head {
+            guard let narrow = UInt16(exactly: head) else { return nil }
+            filter.head = narrow
+        }
+        if let value = filters.value {
+            guard let code = try database.scalarInt("SELECT id FROM search_values WHERE value = ?", [.text(value)]),
+                  let narrow = UInt32(exactly: code) else { return nil }
+            filter.valueCode = narrow
+        }
+        var captureConditions = FilterSQL()
+        if filters.model != nil || filters.checkpoint != nil {
+            var names = FilterSQL()
+            names.add("m.name = ?", filters.model.map(SQLValue.text))
+            names.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
+            let ids = try int64s("SELECT ck.id FROM checkpoints ck JOIN models m ON m.id = ck.model_id WHERE "
+                + names.whereBody, names.values)
+            if ids.isEmpty { return nil }
+            filter.checkpoints = Set(ids.compactMap { UInt32(exactly: $0) })
+            captureConditions.conditions.append("checkpoint_id IN (\(ids.map(String.init).joined(separator: ", ")))")
+        }
+        if filters.feature != nil || filters.kind != nil {
+            var names = FilterSQL()
+            names.add("name = ?", filters.feature.map(SQLValue.text))
+            names.add("kind = ?", filters.kind.map(SQLValue.text))
+            let ids = try int64s("SELECT id FROM features WHERE " + names.whereBody, names.values)
+            if ids.isEmpty { return nil }
+            filter.features = Set(ids.compactMap { UInt32(exactly: $0) })
+            captureConditions.conditions.append(
+                "id IN (SELECT capture_id FROM features WHERE id IN (\(ids.map(String.init).joined(separator: ", "))))")
+        }
+        if !captureConditions.conditions.isEmpty {
+            let ids = try int64s("SELECT id FROM captures WHERE " + captureConditions.whereBody, [])
+            if ids.isEmpty { return nil }
+            filter.captures = Set(ids)
+        }
+        return filter
+    }
+
+    private func int64s(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
+        let statement = try database.prepare(sql)
+        try statement.bind(values)
+        var result: [Int64] = []
+        while try statement.step() { result.append(statement.int64(at: 0) ?? 0) }
+        return result
+    }
+
+    /// A ranked hit with what orders it.
+    struct RankedID {
+        var id: Int64
+        var score: Double
+        var sigma: Double
+    }
+
+    /// One group of a term, as listed by the index.
+    private struct PostingGroup {
+        var rowID: Int64
+        var captureID: Int64
+        var frequency: Double
+        var length: Int
+        var documents: Int
+    }
+
+    /// A group per term, all of one capture and one length: the rows holding every term, scored alike.
+    private struct Combination {
+        var groups: [PostingGroup]
+        var score: Double
+    }
+
+    /// The best `limit` non-stale rows holding every term and passing `filter`, best first (score, σ, id).
+    private func impactWalk(terms: [String], inverse: [Double], averageLength: Double, filter: EntryFilter,
+                            stale: Set<Int64>, limit: Int) throws(StoreError) -> [RankedID] {
+        let listing = try database.prepare("""
+            SELECT id, capture_id, frequency, length, documents FROM search_postings WHERE term = ?
+            """)
+        // Per term: its groups by (capture, length).
+        var byPlace: [[Place: [PostingGroup]]] = []
+        for term in terms {
+            try listing.bind(term, at: 1)
+            var places: [Place: [PostingGroup]] = [:]
+            while try listing.step() {
+                let group = PostingGroup(rowID: listing.int64(at: 0) ?? 0, captureID: listing.int64(at: 1) ?? 0,
+                                         frequency: listing.double(at: 2) ?? 0, length: listing.int(at: 3) ?? 0,
+                                         documents: listing.int(at: 4) ?? 0)
+                if let captures = filter.captures, !captures.contains(group.captureID) { continue }
+                places[Place(captureID: group.captureID, length: group.length), default: []].append(group)
+            }
+            listing.reset()
+            byPlace.append(places)
+        }
+        // Combinations: one group per term at each place every term reaches, scored as qkrank sums its phrases.
+        var combinations: [Combination] = []
+        let places = byPlace.dropFirst().reduce(Set(byPlace[0].keys)) { $0.intersection($1.keys) }
+        for place in places {
+            let normalization = SearchRanking.lengthNormalization(length: Double(place.length), averageLength: averageLength)
+            var partial: [[PostingGroup]] = [[]]
+            for term in terms.indices {
+                partial = partial.flatMap { prefix in byPlace[term][place, default: []].map { prefix + [$0] } }
+            }
+            for groups in partial {
+                var score = 0.0
+                for (term, group) in groups.enumerated() {
+                    score += SearchRanking.termScore(inverseDocumentFrequency: inverse[term], frequency: group.frequency,
+                                                     normalization: normalization)
+                }
+                combinations.append(Combination(groups: groups, score: score))
+            }
+        }
+        combinations.sort { $0.score > $1.score }
+
+        var results: [RankedID] = []
+        var start = 0
+        while start < combinations.count && results.count < limit {
+            // A level: combinations of equal score, whose rows order by σ then id among themselves.
+            var end = start + 1
+            while end < combinations.count && combinations[end].score == combinations[start].score { end += 1 }
+            let need = limit - results.count
+            var level: [SearchIndex.Entry] = []
+            for combination in combinations[start ..< end] {
+                level += try intersect(combination.groups, need: need) { entry in
+                    filter.accepts(entry) && !stale.contains(entry.componentID)
+                }
+            }
+            level.sort { $0.precedes($1) }
+            let score = -combinations[start].score
+            for entry in level.prefix(need) { results.append(RankedID(id: entry.componentID, score: score, sigma: entry.sigma)) }
+            start = end
+        }
+        return results
+    }
+
+    private struct Place: Hashable {
+        var captureID: Int64
+        var length: Int
+    }
+
+    /// The first `need` rows (in σ order) present in every group and accepted.
+    private func intersect(_ groups: [PostingGroup], need: Int, accept: (SearchIndex.Entry) -> Bool)
+        throws(StoreError) -> [SearchIndex.Entry]
+    {
+        var found: [SearchIndex.Entry] = []
+        // The smallest group leads; the others follow it.
+        let ordered = groups.sorted { $0.documents < $1.documents }
+        var cursors: [PostingCursor] = []
+        for group in ordered { cursors.append(try PostingCursor(database: database, rowID: group.rowID, count: group.documents)) }
+        if cursors.count == 1 {
+            while let entry = try cursors[0].next() {
+                if accept(entry) {
+                    found.append(entry)
+                    if found.count == need { break }
+                }
+            }
+            return found
+        }
+        var heads: [SearchIndex.Entry] = []
+        for cursor in cursors {
+            guard let first = try cursor.next() else { return found }
+            heads.append(first)
+        }
+        while true {
+            // Skip leading rows the filter rejects before aligning the others on them.
+            while !accept(heads[0]) {
+                guard let next = try cursors[0].next() else { return found }
+                heads[0] = next
+            }
+            let target = heads[0]
+            var furthest = target
+            for index in 1 ..< cursors.count {
+                while heads[index].precedes(target) {
+                    guard let next = try cursors[index].next() else { return found }
+                    heads[index] = next
+                }
+                if furthest.precedes(heads[index]) { furthest = heads[index] }
+            }
+            if furthest.componentID == target.componentID {
+                found.append(target)
+                if found.count == need { return found }
+                guard let next = try cursors[0].next() else { return found }
+                heads[0] = next
+            } else {
+                // The lead catches up with the furthest row any cursor reached.
+                while heads[0].precedes(furthest) {
+                    guard let next = try cursors[0].next() else { return found }
+                    heads[0] = next
+                }
+            }
+        }
+    }
+}

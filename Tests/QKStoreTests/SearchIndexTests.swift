@@ -1,0 +1,147 @@
+import Foundation
+import QKEngine
+import Testing
+@testable import QKStore
+
+/// 2 checkpoints × 3 layers × 4 heads × 7 decompositions × rank 3 = 504 components, with a few human labels.
+private func labelledCatalog() throws -> (TemporaryDatabase, Catalog) {
+    let temporary = TemporaryDatabase()
+    let catalog = try Catalog.open(path: temporary.path)
+    var shape = SyntheticCatalog.Shape()
+    shape.checkpoints = ["step2", "main"]
+    shape.layers = 3
+    shape.heads = 4
+    shape.kvHeads = 2
+    shape.headDimension = 8
+    shape.rank = 3
+    shape.features = ["category": ["animal", "fruit", "metal"], "order": ["1", "2"]]
+    shape.featureKinds = ["order": "binding"]
+    shape.topCount = 2
+    shape.prompts = 20
+    shape.seed = 11
+    try SyntheticCatalog.populate(catalog, shape: shape)
+    for (id, label) in [(3, "mango mango detector"), (40, "apple"), (41, "café apple"), (200, "category fruit overlap")] {
+        try catalog.setHumanLabel(componentID: Int64(id), label: label, note: id == 40 ? "the river" : nil)
+    }
+    return (temporary, catalog)
+}
+
+private let queries = ["apple", "mango", "the", "category", "fruit", "category fruit", "apple tiger", "mango c1",
+                       "river the of", "synthetic", "model main", "detector", "zeppelin", "Apple", "café", "c0"]
+
+private let filterCases: [SearchFilters] = [
+    SearchFilters(), SearchFilters(layer: 1), SearchFilters(head: 3), SearchFilters(layer: 2, head: 0),
+    SearchFilters(checkpoint: "main"), SearchFilters(model: "synthetic-model", checkpoint: "step2", layer: 0),
+    SearchFilters(feature: "category"), SearchFilters(feature: "category", value: "fruit"), SearchFilters(value: "1"),
+    SearchFilters(kind: "binding"), SearchFilters(checkpoint: "main", feature: "order", value: "2", kind: "binding"),
+    SearchFilters(feature: "order", value: "fruit"), SearchFilters(model: "synthetic"), SearchFilters(value: "tin"),
+    SearchFilters(layer: 7), SearchFilters(head: -1), SearchFilters(layer: 70_000), SearchFilters(kind: "positional"),
+]
+
+@Suite struct SearchIndexTests {
+    /// The impact-ordered path returns exactly what FTS5 + qkrank return: ids, scores (bit for bit) and order.
+    @Test func impactPathEqualsTheFullTextPath() throws {
+        let (_, catalog) = try labelledCatalog()
+        catalog.impactFilterThreshold = -1
+        var compared = 0
+        for query in queries {
+            let words = SearchText.words(query)
+            for filters in filterCases {
+                for limit in [1, 4, 10_000] {
+                    let fullText = try catalog.componentsByFullText(words, filters, limit: limit)
+                    let impact = try #require(try catalog.componentsByImpact(words, filters, limit: limit))
+                    #expect(impact.map(\.id) == fullText.map(\.id), "\(query) \(filters) limit \(limit)")
+                    #expect(impact.map(\.score) == fullText.map(\.score), "\(query) \(filters) limit \(limit)")
+                    compared += fullText.count
+                }
+            }
+        }
+        #expect(compared > 5000)
+    }
+
+    @Test func phrasesRepeatedWordsAndSelectiveFiltersGoToFullText() throws {
+        let (_, catalog) = try labelledCatalog()
+        #expect(try catalog.componentsByImpact(["synthetic-model"], SearchFilters(), limit: 5) == nil)
+        #expect(try catalog.componentsByImpact(["apple", "Apple"], SearchFilters(), limit: 5) == nil)
+        // 504 components: any filter lets fewer than the default threshold through.
+        #expect(try catalog.componentsByImpact(["apple"], SearchFilters(layer: 1), limit: 5) == nil)
+        #expect(try catalog.componentsByImpact(["apple"], SearchFilters(), limit: 5) != nil)
+    }
+
+    /// Every group lists the rows whose text holds its term with its frequency and length, σ largest first.
+    @Test func groupsHoldTheirRowsInSearchOrder() throws {
+        let (_, catalog) = try labelledCatalog()
+        let groups = try catalog.database.prepare("SELECT term, frequency, length, documents, entries FROM search_postings")
+        var rows = 0
+        while try groups.step() {
+            let documents = try #require(groups.int(at: 3))
+            let blob = try #require(groups.blob(at: 4))
+            #expect(blob.count == documents * SearchIndex.entrySize)
+            let entries = blob.withUnsafeBytes { raw in
+                (0 ..< documents).map { SearchIndex.Entry(reading: raw, at: $0 * SearchIndex.entrySize) }
+            }
+            for (a, b) in zip(entries, entries.dropFirst()) { #expect(a.precedes(b)) }
+            rows += documents
+        }
+        // Every component holds some terms; the term counts add up to search_terms' (the labels changed only rows
+        // now stale, whose groups keep their ingest-time text).
+        #expect(rows > 504 * 5)
+    }
+
+    @Test func entriesRoundTripTheirFields() {
+        let entry = SearchIndex.Entry(componentID: 1 << 40 | 7, sigma: -0.0, checkpointID: .max, featureID: 3,
+                                      valueCode: 0xdead_beef, layer: .max, head: 513)
+        var bytes = [UInt8](repeating: 0, count: 2 * SearchIndex.entrySize)
+        bytes.withUnsafeMutableBytes { entry.write(to: $0, at: SearchIndex.entrySize) }
+        let read = bytes.withUnsafeBytes { SearchIndex.Entry(reading: $0, at: SearchIndex.entrySize) }
+        #expect(read == entry)
+        #expect(read.sigma.sign == .minus)
+        #expect(bytes[SearchIndex.entrySize] == 7)   // little-endian
+    }
+
+    /// The tokenizer the index uses splits texts as the full-text table does.
+    @Test func tokenizerMatchesTheFullTextTable() throws {
+        let (_, catalog) = try labelledCatalog()
+        let tokenizer = try catalog.searchTokenizer()
+        #expect(tokenizer.tokens("Café ĠbananaĊ c0: apple, MANGO") == ["cafe", "banana", "c0", "apple", "mango"])
+        #expect(tokenizer.tokens("") == [])
+        #expect(tokenizer.tokens("--, ;") == [])
+    }
+
+    /// A catalog whose index is missing (one written before it existed) gets it built on a writable open, with the
+    /// same search results.
+    @Test func aMissingIndexIsBuiltOnOpen() throws {
+        let (temporary, catalog) = try labelledCatalog()
+        let before = try queries.map { try catalog.search($0, limit: 50).map(\.id) }
+        let groups = try catalog.database.scalarInt("SELECT count(*) FROM search_postings")
+        let terms = try catalog.database.scalarInt("SELECT sum(documents) FROM search_terms")
+        try catalog.database.execute("""
+            DELETE FROM search_postings; DELETE FROM search_indexed_captures;
+            UPDATE component_search_keys SET search_length = NULL WHERE component_id IN (5, 6);
+            """)
+        let reopened = try Catalog.open(path: temporary.path)
+        #expect(try reopened.database.scalarInt("SELECT count(*) FROM search_indexed_captures") == 2)
+        #expect(try reopened.database.scalarInt("SELECT sum(documents) FROM search_terms") == terms)
+        // Rebuilt from the current texts: the labelled rows are in their groups now, none is stale.
+        #expect(try reopened.database.scalarInt("SELECT count(*) FROM search_postings") ?? 0 >= groups ?? 0)
+        #expect(try reopened.database.scalarInt(
+            "SELECT count(*) FROM component_search_keys WHERE search_length IS NULL") == 0)
+        #expect(try reopened.database.scalarInt(
+            "SELECT count(*) FROM component_search WHERE component_search MATCH 'facets : fstale'") == 0)
+        let after = try queries.map { try reopened.search($0, limit: 50).map(\.id) }
+        #expect(after == before)
+    }
+
+    /// A component deleted by hand leaves entries behind; search falls back to the full-text index and stays complete.
+    @Test func aDeletedComponentIsNotReturned() throws {
+        let (_, catalog) = try labelledCatalog()
+        let best = try #require(try catalog.search("apple", limit: 5).first)
+        try catalog.database.execute("""
+            DELETE FROM examples WHERE component_id = \(best.id); DELETE FROM token_aggregates WHERE component_id = \(best.id);
+            DELETE FROM components WHERE id = \(best.id)
+            """)
+        let hits = try catalog.search("apple", limit: 5)
+        #expect(hits.count == 5)
+        #expect(!hits.contains { $0.id == best.id })
+    }
+}
