@@ -158,6 +158,20 @@ func searchBenchmark(path: String, repetitions: Int = 200, limit: Int = 20) thro
     return records
 }
 
+/// One query (no filters) `repetitions` times after a warm-up, on a read-only catalog: p50_ms, p99_ms, hits.
+func searchQueryBenchmark(path: String, query: String, repetitions: Int = 200) throws -> [String: Any] {
+    let catalog = try Catalog.open(path: path, readOnly: true)
+    let hits = try catalog.search(query).count
+    let clock = ContinuousClock()
+    var times: [Double] = []
+    for _ in 0 ..< repetitions {
+        times.append(seconds(try clock.measure { _ = try catalog.search(query) }) * 1e3)
+    }
+    times.sort()
+    return ["step": "search-query", "query": query, "p50_ms": times[times.count / 2],
+            "p99_ms": times[min(times.count - 1, times.count * 99 / 100)], "hits": hits]
+}
+
 /// The store phase of an ingest against the engine: decomposes a synthetic capture (timed: engine), then stores
 /// the same layer results into a fresh catalog in one transaction (timed: store, commit included).
 ///

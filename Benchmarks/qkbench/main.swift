@@ -98,6 +98,8 @@ do {
     case "search":          // CATALOG path; built if missing, else reused
         emit(try searchBenchmarkCatalog(path: arguments[1]))
         for record in try searchBenchmark(path: arguments[1]) { emit(record) }
+    case "search-query":    // CATALOG QUERY [--layer L …]: one query, 200 times in a warm process; p50/p99
+        emit(try searchQueryBenchmark(path: arguments[1], query: arguments[2]))
     case "search-once":
         emit(try searchOnce(path: arguments[1]))
     case "ingest-store":    // DIR holding (or receiving) the 2000-prompt synthetic capture

@@ -273,6 +273,7 @@ extension Catalog {
         combinations.sort { $0.score > $1.score }
 
         var results: [RankedID] = []
+        var loaded: [Int64: PagedGroup] = [:]
         var start = 0
         while start < combinations.count && results.count < limit {
             // A level: combinations of equal score, whose rows order by σ then id among themselves.
@@ -281,9 +282,7 @@ extension Catalog {
             let need = limit - results.count
             var level: [SearchIndex.Entry] = []
             for combination in combinations[start ..< end] {
-                level += try intersect(combination.groups, need: need) { entry in
-                    filter.accepts(entry) && !stale.contains(entry.componentID)
-                }
+                level += try intersect(combination.groups, need: need, loaded: &loaded, filter: filter, stale: stale)
             }
             level.sort { $0.precedes($1) }
             let score = -combinations[start].score
@@ -298,56 +297,148 @@ extension Catalog {
         var length: Int
     }
 
-    /// The first `need` rows (in σ order) present in every group and accepted.
-    private func intersect(_ groups: [PostingGroup], need: Int, accept: (SearchIndex.Entry) -> Bool)
-        throws(StoreError) -> [SearchIndex.Entry]
-    {
+    /// The first `need` rows (in σ order) present in every group, passing `filter` and not stale.
+    ///
+    /// One group is read a chunk at a time; several are intersected by galloping from the smallest, so a large group
+    /// costs a logarithm per row of the small one and only the blocks probed are read.
+    private func intersect(_ groups: [PostingGroup], need: Int, loaded: inout [Int64: PagedGroup], filter: EntryFilter,
+                           stale: Set<Int64>) throws(StoreError) -> [SearchIndex.Entry] {
         var found: [SearchIndex.Entry] = []
-        // The smallest group leads; the others follow it.
-        let ordered = groups.sorted { $0.documents < $1.documents }
-        var cursors: [PostingCursor] = []
-        for group in ordered { cursors.append(try PostingCursor(database: database, rowID: group.rowID, count: group.documents)) }
-        if cursors.count == 1 {
-            while let entry = try cursors[0].next() {
-                if accept(entry) {
+        if groups.count == 1 {
+            let cursor = try PostingCursor(database: database, rowID: groups[0].rowID, count: groups[0].documents)
+            while let entry = try cursor.next() {
+                if filter.accepts(entry) && !stale.contains(entry.componentID) {
                     found.append(entry)
                     if found.count == need { break }
                 }
             }
             return found
         }
-        var heads: [SearchIndex.Entry] = []
-        for cursor in cursors {
-            guard let first = try cursor.next() else { return found }
-            heads.append(first)
+        var lists: [PagedGroup] = []
+        for group in groups.sorted(by: { $0.documents < $1.documents }) {
+            if let cached = loaded[group.rowID] { lists.append(cached); continue }
+            let made = try PagedGroup(database: database, rowID: group.rowID, count: group.documents)
+            loaded[group.rowID] = made
+            lists.append(made)
         }
-        while true {
-            // Skip leading rows the filter rejects before aligning the others on them.
-            while !accept(heads[0]) {
-                guard let next = try cursors[0].next() else { return found }
-                heads[0] = next
+        let lead = lists[0]
+        let others = Array(lists.dropFirst())
+        var positions = Array(repeating: 0, count: others.count)
+        rows: for index in 0 ..< lead.count {
+            let entry = try lead.entry(index)
+            guard filter.accepts(entry) else { continue }
+            for (number, other) in others.enumerated() {
+                let position = try other.firstNotPreceding(entry, from: positions[number])
+                positions[number] = position
+                guard position < other.count else { break rows }
+                if try other.componentID(position) != entry.componentID { continue rows }
             }
-            let target = heads[0]
-            var furthest = target
-            for index in 1 ..< cursors.count {
-                while heads[index].precedes(target) {
-                    guard let next = try cursors[index].next() else { return found }
-                    heads[index] = next
-                }
-                if furthest.precedes(heads[index]) { furthest = heads[index] }
-            }
-            if furthest.componentID == target.componentID {
-                found.append(target)
-                if found.count == need { return found }
-                guard let next = try cursors[0].next() else { return found }
-                heads[0] = next
-            } else {
-                // The lead catches up with the furthest row any cursor reached.
-                while heads[0].precedes(furthest) {
-                    guard let next = try cursors[0].next() else { return found }
-                    heads[0] = next
-                }
-            }
+            guard !stale.contains(entry.componentID) else { continue }
+            found.append(entry)
+            if found.count == need { break }
         }
+        return found
+    }
+}
+
+/// A group's entries read in blocks on demand through one open blob handle (kept for the search: combinations
+/// share groups), so galloping through a group of eighty thousand reads the few blocks it probes.
+final class PagedGroup {
+    private static let blockEntries = 128
+    private let blob: OpaquePointer
+    private let database: Database
+    let count: Int
+    /// The blocks read so far (4 KB each; nil: not yet read). Small allocations: the heap reuses them from one
+    /// search to the next, where one buffer for a whole group would be fresh pages every time. A raw table, not an
+    /// array: probes read it in the innermost loop.
+    private let blocks: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    private let blockCount: Int
+
+    init(database: Database, rowID: Int64, count: Int) throws(StoreError) {
+        var opened: OpaquePointer?
+        let code = sqlite3_blob_open(database.handle, "main", "search_postings", "entries", rowID, 0, &opened)
+        guard code == SQLITE_OK, let opened else {
+            if let opened { sqlite3_blob_close(opened) }
+            try database.check(code == SQLITE_OK ? SQLITE_ERROR : code, sql: "blob open search_postings.entries \(rowID)")
+            throw .corrupt("search_postings row \(rowID) could not be opened")
+        }
+        let size = Int(sqlite3_blob_bytes(opened))
+        guard size == count * SearchIndex.entrySize else {
+            sqlite3_blob_close(opened)
+            throw .corrupt("search_postings row \(rowID): \(size) bytes for \(count) entries")
+        }
+        self.blob = opened
+        self.database = database
+        self.count = count
+        blockCount = (count + Self.blockEntries - 1) / Self.blockEntries
+        blocks = .allocate(capacity: max(blockCount, 1))
+        blocks.initialize(repeating: nil, count: max(blockCount, 1))
+    }
+
+    deinit {
+        sqlite3_blob_close(blob)
+        for block in 0 ..< blockCount { blocks[block]?.deallocate() }
+        blocks.deallocate()
+    }
+
+    /// The address of entry `index`, its block read if it was not.
+    @inline(__always)
+    private func address(_ index: Int) throws(StoreError) -> UnsafeRawPointer {
+        let block = index / Self.blockEntries
+        if let base = blocks[block] { return UnsafeRawPointer(base + (index % Self.blockEntries) * SearchIndex.entrySize) }
+        let base = try load(block)
+        return UnsafeRawPointer(base + (index % Self.blockEntries) * SearchIndex.entrySize)
+    }
+
+    private func load(_ block: Int) throws(StoreError) -> UnsafeMutableRawPointer {
+        let first = block * Self.blockEntries * SearchIndex.entrySize
+        let size = min(Self.blockEntries * SearchIndex.entrySize, count * SearchIndex.entrySize - first)
+        let base = UnsafeMutableRawPointer.allocate(byteCount: Self.blockEntries * SearchIndex.entrySize, alignment: 8)
+        let code = sqlite3_blob_read(blob, base, Int32(size), Int32(first))
+        guard code == SQLITE_OK else {
+            base.deallocate()
+            try database.check(code, sql: "blob read search_postings.entries")
+            throw .corrupt("blob read search_postings.entries returned \(code)")
+        }
+        blocks[block] = base
+        return base
+    }
+
+    func entry(_ index: Int) throws(StoreError) -> SearchIndex.Entry {
+        SearchIndex.Entry(reading: UnsafeRawBufferPointer(start: try address(index), count: SearchIndex.entrySize), at: 0)
+    }
+
+    func componentID(_ index: Int) throws(StoreError) -> Int64 {
+        Int64(littleEndian: try address(index).loadUnaligned(as: Int64.self))
+    }
+
+    /// Whether the entry at `index` comes before `target` in search order.
+    @inline(__always)
+    private func precedes(_ index: Int, _ target: SearchIndex.Entry) throws(StoreError) -> Bool {
+        let at = try address(index)
+        let id = Int64(littleEndian: at.loadUnaligned(as: Int64.self))
+        let sigma = Double(bitPattern: UInt64(littleEndian: at.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+        return sigma != target.sigma ? sigma > target.sigma : id < target.componentID
+    }
+
+    /// The first index at or after `start` whose entry does not come before `target` (`count` if none): galloping,
+    /// then a binary search.
+    func firstNotPreceding(_ target: SearchIndex.Entry, from start: Int) throws(StoreError) -> Int {
+        guard start < count, try precedes(start, target) else { return start }
+        var low = start   // precedes(low) holds
+        var step = 1
+        var high = start + 1
+        while high < count {
+            guard try precedes(high, target) else { break }
+            low = high
+            step *= 2
+            high = low + step
+        }
+        high = min(high, count)
+        while high - low > 1 {
+            let middle = (low + high) / 2
+            if try precedes(middle, target) { low = middle } else { high = middle }
+        }
+        return high
     }
 }
