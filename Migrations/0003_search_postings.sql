@@ -1,4 +1,4 @@
--- qkcat migration 2: an impact-ordered search index beside the full-text one.
+-- qkcat migration 3: an impact-ordered search index beside the full-text one.
 --
 -- Ranking a common word through FTS5 costs time per matching row (every row is scored); this index keeps, per
 -- capture and term, the components holding the term grouped by what their bm25 score depends on (weighted
