@@ -1,5 +1,6 @@
 -- qkcat catalog: the current schema, as migrating an empty database through Migrations/ yields it
--- (a test checks this). Schema version 2 = Migrations/0001_initial.sql, 0002_search_postings.sql.
+-- (a test checks this). Schema version 3 = Migrations/0001_initial.sql, 0002_examples_per_component.sql,
+-- 0003_search_postings.sql.
 
 -- Which migrations were applied (PRAGMA user_version holds the highest one as well).
 CREATE TABLE qkcat_migrations (
@@ -131,30 +132,29 @@ CREATE TABLE prompts (
     UNIQUE (capture_id, prompt_index)
 );
 
+-- Top-activating examples and token aggregates of a component, as compact JSON:
+-- {"key": {"high": [...], "low": [...]}, "query": {"high": [...], "low": [...]}}, each list ordered by rank
+-- (0 = most extreme). Examples are [prompt_id, position, token, score] (prompt_id is a prompts row id);
+-- aggregates are [token, count, mean_score]. Scores are JSON numbers that read back as the exact REAL.
+-- Components without any are absent. The views below give one row per example or aggregate.
+CREATE TABLE component_examples (
+    component_id     INTEGER PRIMARY KEY REFERENCES components (id),
+    examples         TEXT NOT NULL,
+    token_aggregates TEXT NOT NULL
+);
+
 -- Top-activating examples: per component, side (query/key) and end (high/low), ranked from 0.
-CREATE TABLE examples (
-    component_id INTEGER NOT NULL REFERENCES components (id),
-    side         TEXT NOT NULL CHECK (side IN ('query', 'key')),
-    extreme      TEXT NOT NULL CHECK (extreme IN ('high', 'low')),
-    rank         INTEGER NOT NULL,
-    prompt_id    INTEGER NOT NULL REFERENCES prompts (id),
-    position     INTEGER NOT NULL,
-    token        TEXT NOT NULL,
-    score        REAL NOT NULL,         -- u·q (query side) or v·k (key side)
-    PRIMARY KEY (component_id, side, extreme, rank)
-) WITHOUT ROWID;
+CREATE VIEW examples (component_id, side, extreme, rank, prompt_id, position, token, score) AS
+SELECT ce.component_id, side.key, extreme.key, item.key,
+       item.value ->> 0, item.value ->> 1, item.value ->> 2, item.value ->> 3
+  FROM component_examples ce, json_each(ce.examples) side, json_each(side.value) extreme,
+       json_each(extreme.value) item;
 
 -- Per token string: occurrences and mean score, the strongest at each end of each side.
-CREATE TABLE token_aggregates (
-    component_id INTEGER NOT NULL REFERENCES components (id),
-    side         TEXT NOT NULL CHECK (side IN ('query', 'key')),
-    extreme      TEXT NOT NULL CHECK (extreme IN ('high', 'low')),
-    rank         INTEGER NOT NULL,
-    token        TEXT NOT NULL,
-    count        INTEGER NOT NULL,
-    mean_score   REAL NOT NULL,
-    PRIMARY KEY (component_id, side, extreme, rank)
-) WITHOUT ROWID;
+CREATE VIEW token_aggregates (component_id, side, extreme, rank, token, count, mean_score) AS
+SELECT ce.component_id, side.key, extreme.key, item.key, item.value ->> 0, item.value ->> 1, item.value ->> 2
+  FROM component_examples ce, json_each(ce.token_aggregates) side, json_each(side.value) extreme,
+       json_each(extreme.value) item;
 
 -- Heads and features whose contrast could not be formed (no positive or no negative pair).
 CREATE TABLE skips (
@@ -208,6 +208,7 @@ CREATE TRIGGER components_deleted AFTER DELETE ON components
 BEGIN
     DELETE FROM component_search WHERE rowid = OLD.id;
     DELETE FROM component_search_keys WHERE component_id = OLD.id;
+    DELETE FROM component_examples WHERE component_id = OLD.id;
 END;
 
 -- One group: the components of one capture whose searchable text holds `term` with the same weighted frequency

@@ -216,8 +216,7 @@ public final class IngestSession {
             if firstComponentID == nil { firstComponentID = componentID }
             summary.components += 1
 
-            try addSide(.query, component.queries, componentID: componentID, place: place)
-            try addSide(.key, component.keys, componentID: componentID, place: place)
+            try addExamples(of: component, componentID: componentID, place: place)
 
             let topQueries = try component.queries.highestTokens.map { aggregate throws(StoreError) in
                 try tokenString(aggregate.token, place)
@@ -247,69 +246,83 @@ public final class IngestSession {
         }
     }
 
-    /// One multi-row INSERT per list of examples or aggregates (at most `batchRows` rows): one step instead of one
-    /// per row, side and extreme written into the SQL.
-    private static let batchRows = 64
+    private var insertExamplesStatement: Statement?
+    private var examplesJSON = CompactJSONWriter(capacity: 1 << 14)
+    private var aggregatesJSON = CompactJSONWriter(capacity: 1 << 12)
 
-    private struct BatchKey: Hashable {
-        var aggregates: Bool
-        var side: Side
-        var extreme: Extreme
-        var rows: Int
-    }
-
-    private var batches: [BatchKey: Statement] = [:]
-
-    private func batch(_ key: BatchKey) throws(StoreError) -> Statement {
-        if let statement = batches[key] { return statement }
-        let constants = "'\(key.side.rawValue)', '\(key.extreme.rawValue)'"
-        let sql = key.aggregates
-            ? "INSERT INTO token_aggregates (component_id, side, extreme, rank, token, count, mean_score) VALUES "
-                + Array(repeating: "(?, \(constants), ?, ?, ?, ?)", count: key.rows).joined(separator: ", ")
-            : "INSERT INTO examples (component_id, side, extreme, rank, prompt_id, position, token, score) VALUES "
-                + Array(repeating: "(?, \(constants), ?, ?, ?, ?, ?)", count: key.rows).joined(separator: ", ")
-        let statement = try catalog.database.prepare(sql)
-        batches[key] = statement
-        return statement
-    }
-
-    private func addSide(_ side: Side, _ examples: SideExamples, componentID: Int64, place: String) throws {
-        for (extreme, list) in [(Extreme.high, examples.highest), (.low, examples.lowest)] {
-            for start in stride(from: 0, to: list.count, by: Self.batchRows) {
-                let rows = min(Self.batchRows, list.count - start)
-                let statement = try batch(BatchKey(aggregates: false, side: side, extreme: extreme, rows: rows))
-                for offset in 0 ..< rows {
-                    let example = list[start + offset]
-                    let promptRow = try promptRowID(example.prompt, place)
-                    let column = Int32(offset * 6)
-                    try statement.bind(componentID, at: column + 1)
-                    try statement.bind(start + offset, at: column + 2)
-                    try statement.bind(promptRow, at: column + 3)
-                    try statement.bind(example.position, at: column + 4)
-                    try statement.bind(try tokenString(example.token, place), at: column + 5)
-                    try statement.bind(example.score, at: column + 6)
-                }
-                try statement.run()
-                summary.examples += rows
-            }
+    /// Writes a component's examples and token aggregates as one `component_examples` row of compact JSON (one row
+    /// per example cost most of the store phase). Components without any get no row.
+    private func addExamples(of component: Component, componentID: Int64, place: String) throws {
+        let sides = [("key", component.keys), ("query", component.queries)]
+        guard sides.contains(where: { !$0.1.highest.isEmpty || !$0.1.lowest.isEmpty
+                                      || !$0.1.highestTokens.isEmpty || !$0.1.lowestTokens.isEmpty })
+        else { return }
+        // Prompts rows are numbered on first citation, in this order (query side first, as rows were written).
+        for examples in [component.queries, component.keys] {
+            for example in examples.highest { _ = try promptRowID(example.prompt, place) }
+            for example in examples.lowest { _ = try promptRowID(example.prompt, place) }
         }
-        for (extreme, list) in [(Extreme.high, examples.highestTokens), (.low, examples.lowestTokens)] {
-            for start in stride(from: 0, to: list.count, by: Self.batchRows) {
-                let rows = min(Self.batchRows, list.count - start)
-                let statement = try batch(BatchKey(aggregates: true, side: side, extreme: extreme, rows: rows))
-                for offset in 0 ..< rows {
-                    let aggregate = list[start + offset]
-                    let column = Int32(offset * 5)
-                    try statement.bind(componentID, at: column + 1)
-                    try statement.bind(start + offset, at: column + 2)
-                    try statement.bind(try tokenString(aggregate.token, place), at: column + 3)
-                    try statement.bind(aggregate.count, at: column + 4)
-                    try statement.bind(aggregate.meanScore, at: column + 5)
-                }
-                try statement.run()
-                summary.tokenAggregates += rows
+        examplesJSON.removeAll()
+        aggregatesJSON.removeAll()
+        examplesJSON.raw("{")
+        aggregatesJSON.raw("{")
+        for (offset, (side, examples)) in sides.enumerated() {
+            if offset > 0 {
+                examplesJSON.raw(",")
+                aggregatesJSON.raw(",")
             }
+            examplesJSON.string(side)
+            aggregatesJSON.string(side)
+            for (extreme, list) in [("high", examples.highest), ("low", examples.lowest)] {
+                examplesJSON.raw(extreme == "high" ? ":{\"high\":[" : "],\"low\":[")
+                for (rank, example) in list.enumerated() {
+                    guard !example.score.isNaN else { throw StoreError.invalidArgument("\(place): an example score is NaN") }
+                    examplesJSON.raw(rank == 0 ? "[" : ",[")
+                    examplesJSON.integer(Int(promptRowIDs[example.prompt] ?? 0))
+                    examplesJSON.raw(",")
+                    examplesJSON.integer(example.position)
+                    examplesJSON.raw(",")
+                    examplesJSON.string(try tokenString(example.token, place))
+                    examplesJSON.raw(",")
+                    examplesJSON.number(example.score)
+                    examplesJSON.raw("]")
+                }
+                summary.examples += list.count
+            }
+            examplesJSON.raw("]}")
+            for (extreme, list) in [("high", examples.highestTokens), ("low", examples.lowestTokens)] {
+                aggregatesJSON.raw(extreme == "high" ? ":{\"high\":[" : "],\"low\":[")
+                for (rank, aggregate) in list.enumerated() {
+                    guard !aggregate.meanScore.isNaN else {
+                        throw StoreError.invalidArgument("\(place): a token aggregate's mean score is NaN")
+                    }
+                    aggregatesJSON.raw(rank == 0 ? "[" : ",[")
+                    aggregatesJSON.string(try tokenString(aggregate.token, place))
+                    aggregatesJSON.raw(",")
+                    aggregatesJSON.integer(aggregate.count)
+                    aggregatesJSON.raw(",")
+                    aggregatesJSON.number(aggregate.meanScore)
+                    aggregatesJSON.raw("]")
+                }
+                summary.tokenAggregates += list.count
+            }
+            aggregatesJSON.raw("]}")
         }
+        examplesJSON.raw("}")
+        aggregatesJSON.raw("}")
+
+        let statement: Statement
+        if let prepared = insertExamplesStatement {
+            statement = prepared
+        } else {
+            statement = try catalog.database.prepare(
+                "INSERT INTO component_examples (component_id, examples, token_aggregates) VALUES (?, ?, ?)")
+            insertExamplesStatement = statement
+        }
+        try statement.bind(componentID, at: 1)
+        try statement.bind(utf8: examplesJSON.bytes, at: 2)
+        try statement.bind(utf8: aggregatesJSON.bytes, at: 3)
+        try statement.run()
     }
 
     private func tokenString(_ token: Int32, _ place: String) throws(StoreError) -> String {

@@ -202,6 +202,18 @@ public final class Statement {
         try database.check(code, sql: sql)
     }
 
+    /// Binds text given as UTF-8 bytes (the caller guarantees valid UTF-8), without building a String.
+    func bind(utf8 bytes: [UInt8], at index: Int32) throws(StoreError) {
+        // An empty text still needs a non-NULL pointer, or SQLite stores NULL.
+        guard !bytes.isEmpty else { return try bind("", at: index) }
+        let code = bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { chars in
+                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), transientDestructor)
+            }
+        }
+        try database.check(code, sql: sql)
+    }
+
     public func bind(_ value: Data?, at index: Int32) throws(StoreError) {
         guard let value else { return try bindNull(at: index) }
         let code = value.withUnsafeBytes { bytes in

@@ -64,6 +64,108 @@ import Testing
         }
     }
 
+    @Test func theExampleViewsReturnTheEngineRowsBitForBit() throws {
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        let fixture = CatalogFixture()
+        var promptTable = fixture.promptTable
+        promptTable.tokenStrings = CompactJSONTests.nastyTokens
+        var random = SeededGenerator(seed: 5)
+        var scores = assortedDoubles(count: 2000, seed: 6).makeIterator()
+        func side(_ count: Int) -> SideExamples {
+            func examples() -> [Example] {
+                (0 ..< count).map { _ in
+                    Example(prompt: Int(random.next() % 3), position: Int(random.next() % 5),
+                            token: Int32(random.next() % UInt64(promptTable.tokenStrings.count)), score: scores.next()!)
+                }
+            }
+            func aggregates() -> [TokenAggregate] {
+                (0 ..< count).map { _ in
+                    TokenAggregate(token: Int32(random.next() % UInt64(promptTable.tokenStrings.count)),
+                                   count: Int(random.next() % 50) + 1, meanScore: scores.next()!)
+                }
+            }
+            return SideExamples(highest: examples(), lowest: examples(), highestTokens: aggregates(), lowestTokens: aggregates())
+        }
+        var decomposition = fixture.decomposition(layer: 0, head: 1)
+        decomposition.components[0].queries = side(20)
+        decomposition.components[0].keys = side(7)
+        decomposition.components[1].queries = SideExamples()   // one side without any: empty lists
+        decomposition.components[1].keys = side(1)
+        var bare = fixture.decomposition(layer: 1, head: 3)    // no examples at all: no component_examples row
+        for index in bare.components.indices { (bare.components[index].queries, bare.components[index].keys) = (SideExamples(), SideExamples()) }
+        try catalog.ingest(header: fixture.header, contentHash: "views", options: DecompositionOptions(),
+                           qkcatVersion: "t", promptTable: promptTable, promptTokens: { fixture.promptTokens[$0] }) { sink in
+            try sink(LayerResult(layer: 0, decompositions: [decomposition], skips: []))
+            try sink(LayerResult(layer: 1, decompositions: [bare], skips: []))
+        }
+
+        var expectedExamples: [String] = []
+        var expectedAggregates: [String] = []
+        let componentIDs = try catalog.database.prepare(
+            "SELECT c.id FROM components c JOIN decompositions d ON d.id = c.decomposition_id ORDER BY d.id, c.component_index")
+        var ids: [Int64] = []
+        while try componentIDs.step() { ids.append(componentIDs.int64(at: 0) ?? -1) }
+        #expect(ids.count == 4)
+        for (id, component) in zip(ids, decomposition.components) {
+            for (side, examples) in [("key", component.keys), ("query", component.queries)] {
+                for (extreme, list) in [("high", examples.highest), ("low", examples.lowest)] {
+                    for (rank, e) in list.enumerated() {
+                        expectedExamples.append("i\(id) \(side.debugDescription) \(extreme.debugDescription) i\(rank) "
+                            + "\("p\(e.prompt)".debugDescription) i\(e.position) "
+                            + "\(promptTable.tokenStrings[Int(e.token)].debugDescription) r\(e.score.bitPattern)")
+                    }
+                }
+                for (extreme, list) in [("high", examples.highestTokens), ("low", examples.lowestTokens)] {
+                    for (rank, a) in list.enumerated() {
+                        expectedAggregates.append("i\(id) \(side.debugDescription) \(extreme.debugDescription) i\(rank) "
+                            + "\(promptTable.tokenStrings[Int(a.token)].debugDescription) i\(a.count) r\(a.meanScore.bitPattern)")
+                    }
+                }
+            }
+        }
+        #expect(expectedExamples.count == 2 * (20 + 7 + 1))
+
+        // Types as the tables of migration 0001 had them; the scan order without ORDER BY is the tables' key order.
+        func rows(_ sql: String) throws -> [String] {
+            let statement = try catalog.database.prepare(sql)
+            var rows: [String] = []
+            while try statement.step() {
+                let types = (0 ..< Int32(statement.columnCount)).map { statement.value(at: $0) }
+                rows.append(types.map { value -> String in
+                    switch value {
+                    case let .integer(int): "i\(int)"
+                    case let .real(real): "r\(real.bitPattern)"
+                    case let .text(text): text.debugDescription
+                    default: "\(value)"
+                    }
+                }.joined(separator: " "))
+            }
+            return rows
+        }
+        let examplesSQL = """
+            SELECT e.component_id, e.side, e.extreme, e.rank, 'p' || p.prompt_index, e.position, e.token, e.score
+              FROM examples e JOIN prompts p ON p.id = e.prompt_id
+            """
+        #expect(try rows(examplesSQL + " ORDER BY e.component_id, e.side, e.extreme, e.rank") == expectedExamples)
+        #expect(try rows("SELECT * FROM token_aggregates") == expectedAggregates)
+        #expect(try rows("SELECT * FROM token_aggregates ORDER BY component_id, side, extreme, rank") == expectedAggregates)
+        #expect(try catalog.database.scalarInt("SELECT count(*) FROM component_examples") == 2)
+        #expect(try catalog.database.scalarText("PRAGMA integrity_check") == "ok")
+
+        // The export reader gives the same scores, bit for bit.
+        let cursor = try catalog.exportDecompositions()
+        let record = try #require(try cursor.next())
+        for (stored, source) in zip(record.components, decomposition.components) {
+            for (side, examples) in [(Side.key, source.keys), (.query, source.queries)] {
+                #expect(stored.examples(side, .high).map(\.score.bitPattern) == examples.highest.map(\.score.bitPattern))
+                #expect(stored.examples(side, .low).map(\.score.bitPattern) == examples.lowest.map(\.score.bitPattern))
+                #expect(stored.tokenAggregates(side, .low).map(\.meanScore.bitPattern)
+                    == examples.lowestTokens.map(\.meanScore.bitPattern))
+            }
+        }
+    }
+
     @Test func automaticLabelsNameFeatureValueIndexAndTopKeyTokens() throws {
         let temporary = TemporaryDatabase()
         let catalog = try Catalog.open(path: temporary.path)
@@ -184,12 +286,15 @@ import Testing
         shortVector.components[1].u = [1, 2]
         var badToken = fixture.decomposition(layer: 0, head: 0)
         badToken.components[0].keys.highest[0].token = 99
+        var nanScore = fixture.decomposition(layer: 1, head: 2)
+        nanScore.components[1].keys.lowest[0].score = .nan
         var badPrompt = fixture.decomposition(layer: 1, head: 0)
         badPrompt.components[0].queries.highest[0].prompt = 3
         let cases: [(Decomposition, StoreError)] = [
             (undeclared, .invalidArgument("layer 0 head 0: feature color is not declared by the capture")),
             (shortVector, .invalidArgument("layer 0 head 0 feature category: a component vector's length is not d_head 4")),
             (badToken, .invalidArgument("layer 0 head 0 feature category: token index 99 is outside the capture's 8 token strings")),
+            (nanScore, .invalidArgument("layer 1 head 2 feature category: an example score is NaN")),
             (badPrompt, .invalidArgument("layer 1 head 0 feature category: example cites prompt 3, but the capture has 3 prompts")),
         ]
         for (decomposition, error) in cases {

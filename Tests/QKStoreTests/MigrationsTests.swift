@@ -1,4 +1,5 @@
 import Foundation
+import QKEngine
 import Testing
 @testable import QKStore
 
@@ -41,6 +42,90 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         #expect(Set(migratedObjects).symmetricDifference(referenceObjects).sorted() == [])
         #expect(migratedObjects == referenceObjects)
         #expect(try Migrator.version(of: migrated) == Migrator.currentVersion)
+    }
+
+    @Test func aVersion1CatalogWithExamplesKeepsEveryRowThroughTheViews() throws {
+        let temporary = TemporaryDatabase()
+        let database = try Database(path: temporary.path)
+        #expect(try Migrator.migrate(database, upTo: 1) == [1])
+        try database.execute("""
+            INSERT INTO models VALUES (1, 'm', 1, 1, 1, 2);
+            INSERT INTO checkpoints VALUES (1, 1, 'main', 9223372036854775807);
+            INSERT INTO captures VALUES (1, 1, 'h', NULL, 'none', '[0]', 2, 4, 't', 'v', 0.99, '{}');
+            INSERT INTO heads VALUES (1, 1, 0, 0, 0, 2);
+            INSERT INTO features VALUES (1, 1, 'f', 'semantic', NULL);
+            INSERT INTO decompositions VALUES (1, 1, 1, NULL, 3, 4, 1.5, 3, 0.99, x'');
+            INSERT INTO components (id, decomposition_id, component_index, sigma, energy_share, u, v, auto_label)
+            VALUES (1, 1, 0, 2, 0.5, x'', x'', 'a'), (2, 1, 1, 1, 0.3, x'', x'', 'b'), (3, 1, 2, 0.5, 0.2, x'', x'', 'c');
+            INSERT INTO prompts VALUES (7, 1, 0, 'p0', '["x"]'), (9, 1, 1, 'p1', '["y"]');
+            """)
+        // Rows in shuffled order: the lists must come out by rank. SQLite 3.40's printf, which the migration uses,
+        // is exact within about 1e-290 ... 1e100; scores (float activations times unit vectors) stay far inside.
+        var random = SeededGenerator(seed: 21)
+        var scores = assortedDoubles(count: 1000, seed: 22, binaryExponents: -960 ... 300).makeIterator()
+        let tokens = CompactJSONTests.nastyTokens
+        var examples: [(Int, String, String, Int, Int, Int, String, Double)] = []
+        var aggregates: [(Int, String, String, Int, String, Int, Double)] = []
+        for (component, length) in [(1, 20), (2, 3)] {
+            for side in ["key", "query"] {
+                for extreme in ["high", "low"] where !(component == 2 && side == "query") {
+                    for rank in 0 ..< length {
+                        let token = tokens[Int(random.next() % UInt64(tokens.count))]
+                        examples.append((component, side, extreme, rank, random.next() % 2 == 0 ? 7 : 9,
+                                         Int(random.next() % 100), token, scores.next()!))
+                        aggregates.append((component, side, extreme, rank, token, Int(random.next() % 9) + 1, scores.next()!))
+                    }
+                }
+            }
+        }
+        aggregates.append((3, "key", "low", 0, "inf", 1, -.infinity))  // a REAL column took infinities
+        let insertExample = try database.prepare("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        for e in examples.shuffled(using: &random) {
+            try insertExample.bind([.integer(e.0), .text(e.1), .text(e.2), .integer(e.3), .integer(e.4), .integer(e.5),
+                                    .text(e.6), .real(e.7)])
+            try insertExample.run()
+        }
+        let insertAggregate = try database.prepare("INSERT INTO token_aggregates VALUES (?, ?, ?, ?, ?, ?, ?)")
+        for a in aggregates.shuffled(using: &random) {
+            try insertAggregate.bind([.integer(a.0), .text(a.1), .text(a.2), .integer(a.3), .text(a.4), .integer(a.5),
+                                      .real(a.6)])
+            try insertAggregate.run()
+        }
+
+        #expect(try Migrator.migrate(database) == Array(2 ... Migrator.currentVersion))
+        let readExamples = try database.prepare("SELECT * FROM examples ORDER BY component_id, side, extreme, rank")
+        var gotExamples: [String] = []
+        while try readExamples.step() {
+            gotExamples.append((Int32(0) ..< 8).map { "\(readExamples.value(at: $0))" }.joined(separator: "|")
+                + "|\(readExamples.double(at: 7)?.bitPattern ?? 0)")
+        }
+        #expect(gotExamples == examples.map { e in
+            [SQLValue.integer(e.0), .text(e.1), .text(e.2), .integer(e.3), .integer(e.4), .integer(e.5), .text(e.6),
+             .real(e.7)].map { "\($0)" }.joined(separator: "|") + "|\(e.7.bitPattern)"
+        })
+        let readAggregates = try database.prepare("SELECT * FROM token_aggregates ORDER BY component_id, side, extreme, rank")
+        var gotAggregates: [String] = []
+        while try readAggregates.step() {
+            gotAggregates.append((Int32(0) ..< 7).map { "\(readAggregates.value(at: $0))" }.joined(separator: "|")
+                + "|\(readAggregates.double(at: 6)?.bitPattern ?? 0)")
+        }
+        #expect(gotAggregates == aggregates.map { a in
+            [SQLValue.integer(a.0), .text(a.1), .text(a.2), .integer(a.3), .text(a.4), .integer(a.5), .real(a.6)]
+                .map { "\($0)" }.joined(separator: "|") + "|\(a.6.bitPattern)"
+        })
+        #expect(try database.scalarInt("SELECT count(*) FROM component_examples") == 3)
+        #expect(try database.scalarText("PRAGMA integrity_check") == "ok")
+        #expect(try database.scalarInt("SELECT count(*) FROM pragma_foreign_key_check") == 0)
+
+        // The catalog reads them back, and deleting a component takes its examples along.
+        let catalog = try Catalog.open(path: temporary.path)
+        let detail = try catalog.component(id: 2)
+        #expect(detail.component.examples.map(\.promptID).count == 6)
+        #expect(detail.component.tokenAggregates(.key, .low).map(\.count) == aggregates.filter {
+            $0.0 == 2 && $0.1 == "key" && $0.2 == "low" }.map(\.5))
+        try catalog.database.execute("DELETE FROM components WHERE id = 1")
+        #expect(try catalog.database.scalarInt("SELECT count(*) FROM examples WHERE component_id = 1") == 0)
+        #expect(try catalog.database.scalarInt("SELECT count(*) FROM component_examples") == 2)
     }
 
     @Test func migrationsAreRecordedAndNotRepeated() throws {
