@@ -197,8 +197,8 @@ public final class Catalog {
     }
 
     /// The full-text path: FTS5 matches the words and facet conditions, qkrank scores every match.
-    func componentsByFullText(_ words: [String], facets: [String], documents: [Int], limit: Int)
-        throws(StoreError) -> [RankedID]
+    func componentsByFullText(_ words: [String], facets: [String], documents: [Int], limit: Int,
+                              rowids: Set<Int64>? = nil) throws(StoreError) -> [RankedID]
     {
         let expression = (words.map { SearchRanking.searchableColumns + " : " + SearchText.quoted($0) } + facets)
             .joined(separator: " AND ")
@@ -212,6 +212,7 @@ public final class Catalog {
               FROM component_search
              CROSS JOIN component_search_keys k ON k.component_id = component_search.rowid
              WHERE component_search MATCH ? AND score IS NOT NULL
+                   \(rowids.map { "AND component_search.rowid IN (\($0.sorted().map(String.init).joined(separator: ", ")))" } ?? "")
              ORDER BY score, k.sigma DESC, k.component_id
              LIMIT ?
             """)
@@ -292,6 +293,8 @@ public final class Catalog {
             try terms.addCounts()
             try database.execute("DELETE FROM search_terms WHERE documents <= 0")
             try terms.drop()
+            // The trigger marked the row stale; the overlay indexes it with its new text.
+            try SearchIndex.rebuildOverlay(tokenizer: try searchTokenizer(), database: database)
         }
     }
 

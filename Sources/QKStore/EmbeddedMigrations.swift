@@ -324,11 +324,12 @@ END;
 -- One group: the components of one capture whose searchable text holds `term` with the same weighted frequency
 -- (column weights as qkrank's) and the same searchable length. `entries` holds `documents` 32-byte little-endian
 -- records, σ largest first then id: component id (i64), σ (f64), checkpoint id (u32), feature id (u32), value code
--- (u32, search_values.id, 0 pooled), layer (u16), head (u16).
+-- (u32, search_values.id, 0 pooled), layer (u16), head (u16). capture_id NULL: a group of the overlay, which
+-- indexes the stale components (below) with their current text.
 CREATE TABLE search_postings (
     id         INTEGER PRIMARY KEY,
     term       TEXT NOT NULL,
-    capture_id INTEGER NOT NULL REFERENCES captures (id),
+    capture_id INTEGER REFERENCES captures (id),
     frequency  REAL NOT NULL,
     length     INTEGER NOT NULL,
     documents  INTEGER NOT NULL,
@@ -347,16 +348,30 @@ CREATE TABLE search_indexed_captures (
     capture_id INTEGER PRIMARY KEY REFERENCES captures (id)
 );
 
--- A human label or note changes a row's text after its group was written: the row is marked stale (search_length
--- NULL and the facet token fstale), the impact-ordered search skips it and FTS5 ranks it instead.
+-- Components whose text changed (a human label or note) after their capture's groups were written: searches skip
+-- their capture's entries. `indexed` 1: the overlay holds their current text; 0: not yet (FTS5 ranks them).
+CREATE TABLE search_stale (
+    component_id INTEGER PRIMARY KEY REFERENCES components (id),
+    indexed      INTEGER NOT NULL DEFAULT 0
+);
+
 DROP TRIGGER components_label_changed;
 CREATE TRIGGER components_label_changed AFTER UPDATE OF human_label, note ON components
 BEGIN
     UPDATE component_search
-       SET human_label = coalesce(NEW.human_label, ''), note = coalesce(NEW.note, ''),
-           facets = CASE WHEN facets LIKE '% fstale' THEN facets ELSE facets || ' fstale' END
+       SET human_label = coalesce(NEW.human_label, ''), note = coalesce(NEW.note, '')
      WHERE rowid = NEW.id;
     UPDATE component_search_keys SET search_length = NULL WHERE component_id = NEW.id;
+    INSERT INTO search_stale (component_id) VALUES (NEW.id) ON CONFLICT (component_id) DO UPDATE SET indexed = 0;
+END;
+
+DROP TRIGGER components_deleted;
+CREATE TRIGGER components_deleted AFTER DELETE ON components
+BEGIN
+    DELETE FROM component_search WHERE rowid = OLD.id;
+    DELETE FROM component_search_keys WHERE component_id = OLD.id;
+    DELETE FROM component_examples WHERE component_id = OLD.id;
+    DELETE FROM search_stale WHERE component_id = OLD.id;
 END;
 
 """###),

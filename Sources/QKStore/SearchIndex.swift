@@ -57,9 +57,6 @@ enum SearchIndex {
         }
     }
 
-    /// The facet token that marks a full-text row whose text changed after its group was written.
-    static let staleFacet = "fstale"
-
     /// The code of `value` in search_values (0 for pooled), creating it when missing.
     static func valueCode(_ value: String?, in database: Database) throws(StoreError) -> UInt32 {
         guard let value else { return 0 }
@@ -133,8 +130,9 @@ final class SearchIndexBuilder {
         documentCounts = [:]
     }
 
-    /// Writes the groups of `captureID` and records the capture as indexed (search_terms untouched).
-    func writeGroups(captureID: Int64, database: Database) throws(StoreError) {
+    /// Writes the groups of `captureID` and records the capture as indexed, or (nil) the overlay's groups
+    /// (search_terms untouched).
+    func writeGroups(captureID: Int64?, database: Database) throws(StoreError) {
         let insert = try database.prepare("""
             INSERT INTO search_postings (term, capture_id, frequency, length, documents, entries) VALUES (?, ?, ?, ?, ?, ?)
             """)
@@ -153,9 +151,11 @@ final class SearchIndexBuilder {
             try insert.bind(buffer, at: 6)
             try insert.run()
         }
-        let indexed = try database.prepare("INSERT INTO search_indexed_captures (capture_id) VALUES (?)")
-        try indexed.bind(captureID, at: 1)
-        try indexed.run()
+        if let captureID {
+            let indexed = try database.prepare("INSERT INTO search_indexed_captures (capture_id) VALUES (?)")
+            try indexed.bind(captureID, at: 1)
+            try indexed.run()
+        }
         groups = [:]
     }
 }
@@ -174,21 +174,47 @@ extension SearchIndex {
         for captureID in captures {
             try database.transaction { () throws(StoreError) in
                 try build(captureID: captureID, tokenizer: tokenizer, database: database)
+                try rebuildOverlay(tokenizer: tokenizer, database: database)
             }
         }
     }
 
+    /// Indexes one capture's components with their current texts; they are stale no more.
     private static func build(captureID: Int64, tokenizer: SearchTokenizer, database: Database) throws(StoreError) {
+        let builder = SearchIndexBuilder(tokenizer: tokenizer)
+        try addRows(where: "k.feature_id IN (SELECT id FROM features WHERE capture_id = ?)", [.integer(Int(captureID))],
+                    to: builder, database: database)
+        // The terms were counted when the rows were written; only the groups are new.
+        try builder.writeGroups(captureID: captureID, database: database)
+        try database.execute("""
+            DELETE FROM search_stale
+             WHERE component_id IN (SELECT component_id FROM component_search_keys
+                                     WHERE feature_id IN (SELECT id FROM features WHERE capture_id = \(captureID)))
+            """)
+    }
+
+    /// Rewrites the overlay: the groups of every stale component, with its current text (after a label change).
+    static func rebuildOverlay(tokenizer: SearchTokenizer, database: Database) throws(StoreError) {
+        try database.execute("DELETE FROM search_postings WHERE capture_id IS NULL")
+        let builder = SearchIndexBuilder(tokenizer: tokenizer)
+        try addRows(where: "k.component_id IN (SELECT component_id FROM search_stale)", [], to: builder, database: database)
+        try builder.writeGroups(captureID: nil, database: database)
+        try database.execute("UPDATE search_stale SET indexed = 1 WHERE indexed = 0")
+    }
+
+    /// Adds the rows of component_search_keys matching `condition` (on `k`) with their full-text columns, and
+    /// records each row's searchable length.
+    private static func addRows(where condition: String, _ values: [SQLValue], to builder: SearchIndexBuilder,
+                                database: Database) throws(StoreError) {
         let rows = try database.prepare("""
             SELECT k.component_id, k.sigma, k.checkpoint_id, k.feature_id, k.value, k.layer, k.head,
                    s.auto_label, s.human_label, s.note, s.feature, s.tokens, s.names
               FROM component_search_keys k
               JOIN component_search s ON s.rowid = k.component_id
-             WHERE k.feature_id IN (SELECT id FROM features WHERE capture_id = ?)
+             WHERE \(condition)
              ORDER BY k.component_id
             """)
-        try rows.bind(captureID, at: 1)
-        let builder = SearchIndexBuilder(tokenizer: tokenizer)
+        try rows.bind(values)
         var lengths: [(Int64, Int)] = []
         var valueCodes: [String: UInt32] = [:]
         while try rows.step() {
@@ -207,21 +233,11 @@ extension SearchIndex {
             let columns = (7 ..< 13).map { rows.text(at: Int32($0)) ?? "" }
             lengths.append((entry.componentID, builder.add(entry, columns: columns)))
         }
-        // The terms were counted when the rows were written; only the groups are new.
-        try builder.writeGroups(captureID: captureID, database: database)
         let update = try database.prepare("UPDATE component_search_keys SET search_length = ? WHERE component_id = ?")
         for (id, length) in lengths {
             try update.bind(length, at: 1)
             try update.bind(id, at: 2)
             try update.run()
         }
-        // Rows marked stale before are in their groups now, with their current text.
-        let fresh = try database.prepare("""
-            UPDATE component_search SET facets = replace(facets, ' \(staleFacet)', '')
-             WHERE component_search MATCH 'facets : \(staleFacet)' AND rowid >= ? AND rowid <= ?
-            """)
-        try fresh.bind(lengths.first?.0 ?? 0, at: 1)
-        try fresh.bind(lengths.last?.0 ?? -1, at: 2)
-        try fresh.run()
     }
 }

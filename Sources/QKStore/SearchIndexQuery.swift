@@ -125,11 +125,11 @@ extension Catalog {
         let stale = try staleComponents()
         var results = try impactWalk(terms: terms, inverse: inverse, averageLength: corpus.averageLength, filter: filter,
                                      stale: stale, limit: limit)
-        if !stale.isEmpty {
-            // Rows whose text changed after their group was written: FTS5 scores them with qkrank, as the full-text
-            // path would, and they take their place among the others.
-            let staleFilters = facets + ["facets : \"\(SearchIndex.staleFacet)\""]
-            results += try componentsByFullText(words, facets: staleFilters, documents: documents, limit: limit)
+        if !stale.pending.isEmpty {
+            // Rows relabelled without the overlay following (SQL by hand): FTS5 scores them with qkrank, as the
+            // full-text path would, and they take their place among the others.
+            results += try componentsByFullText(words, facets: facets, documents: documents, limit: limit,
+                                                rowids: stale.pending)
             results.sort { a, b in
                 SearchRanking.Rank(score: a.score, sigma: a.sigma, rowid: a.id)
                     < SearchRanking.Rank(score: b.score, sigma: b.sigma, rowid: b.id)
@@ -147,13 +147,22 @@ extension Catalog {
         return made
     }
 
-    /// Components whose full-text row changed after their group was written (human labels and notes).
-    private func staleComponents() throws(StoreError) -> Set<Int64> {
-        let statement = try database.prepare(
-            "SELECT rowid FROM component_search WHERE component_search MATCH 'facets : \(SearchIndex.staleFacet)'")
-        var ids = Set<Int64>()
-        while try statement.step() { ids.insert(statement.int64(at: 0) ?? 0) }
-        return ids
+    /// Components whose text changed after their capture's groups were written (human labels and notes): `all`
+    /// are skipped in their capture's groups; `pending` ones are not in the overlay either.
+    struct StaleComponents {
+        var all = Set<Int64>()
+        var pending = Set<Int64>()
+    }
+
+    private func staleComponents() throws(StoreError) -> StaleComponents {
+        let statement = try database.prepare("SELECT component_id, indexed FROM search_stale")
+        var stale = StaleComponents()
+        while try statement.step() {
+            let id = statement.int64(at: 0) ?? 0
+            stale.all.insert(id)
+            if statement.int(at: 1) == 0 { stale.pending.insert(id) }
+        }
+        return stale
     }
 
     /// `filters` as entry fields; nil when nothing can match (an unknown name or value, a layer outside u16).
@@ -233,7 +242,7 @@ extension Catalog {
 
     /// The best `limit` non-stale rows holding every term and passing `filter`, best first (score, σ, id).
     private func impactWalk(terms: [String], inverse: [Double], averageLength: Double, filter: EntryFilter,
-                            stale: Set<Int64>, limit: Int) throws(StoreError) -> [RankedID] {
+                            stale: StaleComponents, limit: Int) throws(StoreError) -> [RankedID] {
         let listing = try database.prepare("""
             SELECT id, capture_id, frequency, length, documents FROM search_postings WHERE term = ?
             """)
@@ -243,10 +252,13 @@ extension Catalog {
             try listing.bind(term, at: 1)
             var places: [Place: [PostingGroup]] = [:]
             while try listing.step() {
-                let group = PostingGroup(rowID: listing.int64(at: 0) ?? 0, captureID: listing.int64(at: 1) ?? 0,
+                // The overlay's groups (capture NULL) form a place of their own, filtered by their entries alone.
+                let group = PostingGroup(rowID: listing.int64(at: 0) ?? 0, captureID: listing.int64(at: 1) ?? Self.overlay,
                                          frequency: listing.double(at: 2) ?? 0, length: listing.int(at: 3) ?? 0,
                                          documents: listing.int(at: 4) ?? 0)
-                if let captures = filter.captures, !captures.contains(group.captureID) { continue }
+                if let captures = filter.captures, group.captureID != Self.overlay, !captures.contains(group.captureID) {
+                    continue
+                }
                 places[Place(captureID: group.captureID, length: group.length), default: []].append(group)
             }
             listing.reset()
@@ -282,7 +294,9 @@ extension Catalog {
             let need = limit - results.count
             var level: [SearchIndex.Entry] = []
             for combination in combinations[start ..< end] {
-                level += try intersect(combination.groups, need: need, loaded: &loaded, filter: filter, stale: stale)
+                // A capture's groups skip every stale row; the overlay's skip the rows it does not hold yet.
+                let skipped = combination.groups[0].captureID == Self.overlay ? stale.pending : stale.all
+                level += try intersect(combination.groups, need: need, loaded: &loaded, filter: filter, stale: skipped)
             }
             level.sort { $0.precedes($1) }
             let score = -combinations[start].score
@@ -291,6 +305,9 @@ extension Catalog {
         }
         return results
     }
+
+    /// The capture id standing for the overlay's groups.
+    private static let overlay: Int64 = -1
 
     private struct Place: Hashable {
         var captureID: Int64

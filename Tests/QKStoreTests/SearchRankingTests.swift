@@ -165,10 +165,15 @@ private func referenceTable(_ database: Database) throws {
             compared += 1
         }
         #expect(compared == 432)
-        // A label change forgets the stored length (ranking then asks the index).
+        // A label change updates the stored length to the index's new document size.
         let id = try #require(stored.keys.min())
         try catalog.setHumanLabel(componentID: id, label: "longer label words here")
-        #expect(try lengths()[id] == .some(nil))
+        let size = try catalog.database.scalarInt("""
+            SELECT \(SearchRanking.lengthFunctionName)(component_search) FROM component_search
+             WHERE component_search MATCH 'facets : "fm' || ? || '"' AND rowid = ?
+            """, [.text(SearchText.hex("synthetic-model")), .integer(Int(id))])
+        #expect(try lengths()[id] == .some(size))
+        #expect((size ?? 0) == (stored[id].flatMap { $0 } ?? 0) + 4)
     }
 
     @Test func userWordsNeverMatchFacetTokens() throws {
