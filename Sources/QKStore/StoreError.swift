@@ -32,8 +32,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(path): catalog schema version \(found) is newer than this qkcat supports (\(supported)); "
                 + "use a newer qkcat. The catalog was not modified."
         case let .outdatedCatalog(path, found, current):
-            return "\(path): catalog schema version \(found) needs upgrading to \(current); "
-                + "open it once without read-only mode"
+            return "\(path): catalog schema version \(found) needs upgrading to \(current), which a read-only "
+                + "connection cannot do; open it once for writing (any qkcat command does when the file is writable)"
         case let .notACatalog(path):
             return "\(path): an SQLite database that is not a qkcat catalog"
         case let .alreadyIngested(hash, captureID):

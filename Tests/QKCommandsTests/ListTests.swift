@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import QKCommands
+import QKStore
+import QKTestSupport
 
 @Suite("list")
 struct ListTests {
@@ -23,5 +25,21 @@ struct ListTests {
         let features = qkcat(["list", "features", "--db", db, "--checkpoint", "main"])
         #expect(features.out.contains("category") && features.out.contains("binding"))
         #expect(qkcat(["list", "--db", db]).code == 64 || qkcat(["list"]).code == 0)
+    }
+
+    @Test("a catalog from an earlier qkcat is upgraded by a read command, then read")
+    func upgradesOutdatedCatalogs() throws {
+        let root = try TemporaryDirectory()
+        let path = root.url.appendingPathComponent("old.sqlite").path
+        let database = try Database(path: path)
+        try database.enableWriteAheadLog()
+        try Migrator.migrate(database, upTo: 1)
+        let result = qkcat(["list", "models", "--db", path, "--json"])
+        #expect(result.code == 0, "\(result.err)")
+        #expect(result.out.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+        #expect(result.err.contains("upgraded \(path) from catalog schema version 1 to \(Migrator.currentVersion)"))
+        #expect(try Migrator.version(of: Database(path: path, mode: .readOnly)) == Migrator.currentVersion)
+        // Up to date now: no note the second time.
+        #expect(qkcat(["list", "models", "--db", path]).err.isEmpty)
     }
 }

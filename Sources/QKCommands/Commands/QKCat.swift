@@ -63,7 +63,15 @@ enum Shared {
         if readOnly, !FileManager.default.fileExists(atPath: path) {
             throw CommandError.failure("no catalog at \(path) (create one with 'qkcat ingest CAPTURE_DIR --db \(path)')")
         }
-        return try Catalog.open(path: path, readOnly: readOnly)
+        do {
+            return try Catalog.open(path: path, readOnly: readOnly)
+        } catch let error {
+            // A catalog from an earlier qkcat: upgrade it (each migration is one transaction), then read.
+            guard readOnly, case let .outdatedCatalog(_, found, current) = error else { throw error }
+            _ = try Catalog.open(path: path)
+            invocation.stderr.write("qkcat: upgraded \(path) from catalog schema version \(found) to \(current)\n")
+            return try Catalog.open(path: path, readOnly: true)
+        }
     }
 
     static func filters(_ invocation: Invocation) throws -> SearchFilters {
