@@ -96,6 +96,10 @@ extension Catalog {
             terms.append(tokens[0])
         }
         guard Set(terms).count == terms.count else { return nil }
+        // A capture not indexed yet (an upgrade interrupted before its index was built): FTS5 covers everything.
+        guard try database.scalarInt("""
+            SELECT count(*) FROM captures WHERE id NOT IN (SELECT capture_id FROM search_indexed_captures)
+            """) == 0 else { return nil }
         let facets = SearchText.facetTerms(filters)
         if !facets.isEmpty {
             let gathered = try database.scalarInt("""

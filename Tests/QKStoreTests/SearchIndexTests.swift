@@ -171,4 +171,16 @@ private let filterCases: [SearchFilters] = [
         }
         #expect(try catalog.search("tiger tiger river", limit: 2).map(\.id).sorted() == [7, 300])
     }
+
+    /// Until every capture is indexed (an upgrade stopped before building it), searches use the full-text path.
+    @Test func aCaptureMissingFromTheIndexSendsSearchesToFullText() throws {
+        let (temporary, catalog) = try labelledCatalog()
+        let expected = try queries.map { try catalog.componentsByFullText(SearchText.words($0), SearchFilters(), limit: 30).map(\.id) }
+        try catalog.database.execute("""
+            DELETE FROM search_postings WHERE capture_id = 2; DELETE FROM search_indexed_captures WHERE capture_id = 2
+            """)
+        let reader = try Catalog.open(path: temporary.path, readOnly: true)
+        #expect(try reader.componentsByImpact(["apple"], SearchFilters(), limit: 5) == nil)
+        #expect(try queries.map { try reader.search($0, limit: 30).map(\.id) } == expected)
+    }
 }
