@@ -184,3 +184,51 @@ private let filterCases: [SearchFilters] = [
         #expect(try queries.map { try reader.search($0, limit: 30).map(\.id) } == expected)
     }
 }
+
+/// Document counts as the full-text path takes them: search_terms for a plain ASCII word it holds, else counted.
+@Suite struct SearchIndexDocumentCountTests {
+    private static func catalog() throws -> (TemporaryDatabase, Catalog) {
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        var shape = SyntheticCatalog.Shape()
+        shape.checkpoints = ["a", "b"]
+        shape.layers = 2
+        shape.heads = 2
+        shape.kvHeads = 1
+        shape.headDimension = 4
+        shape.rank = 2
+        shape.features = ["category": ["x", "y"]]
+        shape.topCount = 2
+        shape.prompts = 10
+        shape.seed = 3
+        try SyntheticCatalog.populate(catalog, shape: shape)
+        catalog.impactFilterThreshold = -1
+        return (temporary, catalog)
+    }
+
+    private static func expectSame(_ catalog: Catalog, _ query: String) throws {
+        let words = SearchText.words(query)
+        let fullText = try catalog.componentsByFullText(words, SearchFilters(), limit: 50)
+        let impact = try #require(try catalog.componentsByImpact(words, SearchFilters(), limit: 50))
+        #expect(!fullText.isEmpty)
+        #expect(impact.map(\.id) == fullText.map(\.id), "\(query)")
+        #expect(impact.map(\.score) == fullText.map(\.score), "\(query)")
+    }
+
+    /// A word only a label written by hand in SQL holds (not in search_terms): FTS5 counts it, so must the index.
+    @Test func aWordOnlyAHandWrittenLabelHolds() throws {
+        let (_, catalog) = try Self.catalog()
+        try catalog.database.execute("UPDATE components SET human_label = 'zeppelin' WHERE id IN (7, 12)")
+        try Self.expectSame(catalog, "zeppelin")
+        try Self.expectSame(catalog, "zeppelin c0")
+    }
+
+    /// A word that is not plain ASCII is counted by FTS5 on the full-text path, whatever search_terms says.
+    @Test func aNonASCIIWordAfterLabelsWrittenInSQL() throws {
+        let (_, catalog) = try Self.catalog()
+        try catalog.setHumanLabel(componentID: 3, label: "café")
+        try catalog.database.execute("UPDATE components SET human_label = 'café' WHERE id IN (7, 8, 9)")
+        try Self.expectSame(catalog, "café")
+        try Self.expectSame(catalog, "CAFÉ c1")
+    }
+}
