@@ -82,16 +82,18 @@ enum SearchIndex {
 
 /// Collects one capture's components and writes their groups and term counts (inside the caller's transaction).
 final class SearchIndexBuilder {
+    /// Terms as the tokenizer's UTF-8 bytes: FTS5 compares bytes, where Swift strings compare canonically
+    /// (a Hangul syllable equals its conjoining jamo), which would merge distinct terms.
     private struct GroupKey: Hashable {
-        var term: String
+        var term: [UInt8]
         var frequency: Double
         var length: Int
     }
 
     private let tokenizer: SearchTokenizer
     private var groups: [GroupKey: [SearchIndex.Entry]] = [:]
-    private var documentCounts: [String: Int] = [:]
-    private var frequencies: [String: Double] = [:]
+    private var documentCounts: [[UInt8]: Int] = [:]
+    private var frequencies: [[UInt8]: Double] = [:]
 
     init(tokenizer: SearchTokenizer) { self.tokenizer = tokenizer }
 
@@ -105,7 +107,7 @@ final class SearchIndexBuilder {
             let weight = SearchRanking.columnWeights[column]
             tokenizer.forEachToken(in: text) { bytes in
                 length += 1
-                frequencies[String(decoding: bytes, as: UTF8.self), default: 0] += weight
+                frequencies[Array(bytes), default: 0] += weight
             }
         }
         for (term, frequency) in frequencies {
@@ -123,7 +125,7 @@ final class SearchIndexBuilder {
             ON CONFLICT (term) DO UPDATE SET documents = documents + excluded.documents
             """)
         for (term, documents) in documentCounts {
-            try count.bind(term, at: 1)
+            try count.bind(String(decoding: term, as: UTF8.self), at: 1)
             try count.bind(documents, at: 2)
             try count.run()
         }
@@ -143,7 +145,7 @@ final class SearchIndexBuilder {
             buffer.withUnsafeMutableBytes { raw in
                 for (index, entry) in entries.enumerated() { entry.write(to: raw, at: index * SearchIndex.entrySize) }
             }
-            try insert.bind(key.term, at: 1)
+            try insert.bind(String(decoding: key.term, as: UTF8.self), at: 1)
             try insert.bind(captureID, at: 2)
             try insert.bind(key.frequency, at: 3)
             try insert.bind(key.length, at: 4)

@@ -95,7 +95,8 @@ extension Catalog {
             guard tokens.count == 1 else { return nil }
             terms.append(tokens[0])
         }
-        guard Set(terms).count == terms.count else { return nil }
+        // Repeated as FTS5 sees terms: bytes (canonically equivalent spellings are equal Swift strings).
+        guard Set(terms.map { Array($0.utf8) }).count == terms.count else { return nil }
         // A capture not indexed yet (an upgrade interrupted before its index was built): FTS5 covers everything.
         guard try database.scalarInt("""
             SELECT count(*) FROM captures WHERE id NOT IN (SELECT capture_id FROM search_indexed_captures)

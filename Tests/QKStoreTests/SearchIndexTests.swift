@@ -232,3 +232,54 @@ private let filterCases: [SearchFilters] = [
         try Self.expectSame(catalog, "CAFÉ c1")
     }
 }
+
+/// Terms are bytes to FTS5: canonically equivalent spellings (equal as Swift strings) are different terms.
+@Suite struct SearchIndexTermBytesTests {
+    static let syllable = "\u{D55C}"                   // 한, one code point
+    static let jamo = "\u{1112}\u{1161}\u{11AB}"      // 한 as three conjoining jamo: == syllable in Swift
+
+    @Test func canonicallyEquivalentTermsStayApart() throws {
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        var shape = SyntheticCatalog.Shape()
+        shape.checkpoints = ["a"]
+        shape.layers = 1
+        shape.heads = 2
+        shape.kvHeads = 1
+        shape.headDimension = 4
+        shape.rank = 2
+        shape.features = ["category": ["x"]]
+        shape.topCount = 2
+        shape.prompts = 6
+        try SyntheticCatalog.populate(catalog, shape: shape)
+        #expect(Self.syllable == Self.jamo && Array(Self.syllable.utf8) != Array(Self.jamo.utf8))
+        try catalog.setHumanLabel(componentID: 1, label: "\(Self.syllable) \(Self.jamo)")
+        try catalog.setHumanLabel(componentID: 2, label: Self.syllable)
+        try catalog.setHumanLabel(componentID: 3, label: Self.jamo)
+        // search_terms counts each spelling apart, as FTS5 does.
+        #expect(try catalog.database.scalarInt("SELECT documents FROM search_terms WHERE term = ?", [.text(Self.syllable)]) == 2)
+        #expect(try catalog.database.scalarInt("SELECT documents FROM search_terms WHERE term = ?", [.text(Self.jamo)]) == 2)
+        catalog.impactFilterThreshold = -1
+        // Two different terms, not a repeated word.
+        let both = try #require(try catalog.componentsByImpact([Self.syllable, Self.jamo], SearchFilters(), limit: 10))
+        #expect(both.map(\.id) == [1])
+        #expect(both.map(\.score) == (try catalog.componentsByFullText([Self.syllable, Self.jamo], SearchFilters(), limit: 10)).map(\.score))
+        for word in [Self.syllable, Self.jamo] {
+            let fullText = try catalog.componentsByFullText([word], SearchFilters(), limit: 10)
+            let impact = try #require(try catalog.componentsByImpact([word], SearchFilters(), limit: 10))
+            #expect(fullText.count == 2)
+            #expect(impact.map(\.id) == fullText.map(\.id), "\(Array(word.utf8))")
+            #expect(impact.map(\.score) == fullText.map(\.score), "\(Array(word.utf8))")
+        }
+        // Rebuilt from scratch (an upgrade), the groups keep the spellings apart too.
+        try catalog.database.execute("DELETE FROM search_postings; DELETE FROM search_indexed_captures")
+        let reopened = try Catalog.open(path: temporary.path)
+        reopened.impactFilterThreshold = -1
+        for word in [Self.syllable, Self.jamo] {
+            let fullText = try reopened.componentsByFullText([word], SearchFilters(), limit: 10)
+            let impact = try #require(try reopened.componentsByImpact([word], SearchFilters(), limit: 10))
+            #expect(impact.map(\.id) == fullText.map(\.id), "\(Array(word.utf8))")
+            #expect(impact.map(\.score) == fullText.map(\.score), "\(Array(word.utf8))")
+        }
+    }
+}
