@@ -218,14 +218,14 @@ extension SearchIndex {
             """)
         try rows.bind(values)
         var lengths: [(Int64, Int)] = []
-        var valueCodes: [String: UInt32] = [:]
+        var valueCodes: [[UInt8]: UInt32] = [:]   // by bytes, as search_values compares them
         while try rows.step() {
             let value = rows.text(at: 4)
             var code: UInt32 = 0
             if let value {
-                if let known = valueCodes[value] { code = known } else {
+                if let known = valueCodes[Array(value.utf8)] { code = known } else {
                     code = try valueCode(value, in: database)
-                    valueCodes[value] = code
+                    valueCodes[Array(value.utf8)] = code
                 }
             }
             let entry = Entry(componentID: rows.int64(at: 0) ?? 0, sigma: rows.double(at: 1) ?? 0,

@@ -283,3 +283,42 @@ private let filterCases: [SearchFilters] = [
         }
     }
 }
+
+/// Feature values are bytes to the value filter (the full-text facet is the hex of their UTF-8).
+@Suite struct SearchIndexValueCodeTests {
+    @Test func canonicallyEquivalentValuesGetTheirOwnCodes() throws {
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        var shape = SyntheticCatalog.Shape()
+        shape.checkpoints = ["a"]
+        shape.layers = 1
+        shape.heads = 2
+        shape.kvHeads = 1
+        shape.headDimension = 4
+        shape.rank = 2
+        shape.features = ["category": [composed, decomposed]]
+        shape.topCount = 2
+        shape.prompts = 6
+        try SyntheticCatalog.populate(catalog, shape: shape)
+        #expect(try catalog.database.scalarInt("SELECT count(*) FROM search_values") == 2)
+        catalog.impactFilterThreshold = -1
+        func expectSame(_ catalog: Catalog) throws {
+            for value in [composed, decomposed] {
+                let filters = SearchFilters(value: value)
+                let fullText = try catalog.componentsByFullText(["category"], filters, limit: 100)
+                let impact = try #require(try catalog.componentsByImpact(["category"], filters, limit: 100))
+                #expect(fullText.count == 4)
+                #expect(impact.map(\.id) == fullText.map(\.id), "\(Array(value.utf8))")
+                #expect(impact.map(\.score) == fullText.map(\.score), "\(Array(value.utf8))")
+            }
+        }
+        try expectSame(catalog)
+        // Built again from the catalog's rows (an upgrade).
+        try catalog.database.execute("DELETE FROM search_postings; DELETE FROM search_indexed_captures; DELETE FROM search_values")
+        let reopened = try Catalog.open(path: temporary.path)
+        reopened.impactFilterThreshold = -1
+        #expect(try reopened.database.scalarInt("SELECT count(*) FROM search_values") == 2)
+        try expectSame(reopened)
+    }
+}
