@@ -175,6 +175,9 @@ extension SearchIndex {
         let tokenizer = try SearchTokenizer(database: database)
         for captureID in captures {
             try database.transaction { () throws(StoreError) in
+                // Re-read inside the write lock: another process may have indexed it meanwhile.
+                guard try database.scalarInt("SELECT count(*) FROM search_indexed_captures WHERE capture_id = ?",
+                                             [.integer(Int(captureID))]) == 0 else { return }
                 try build(captureID: captureID, tokenizer: tokenizer, database: database)
                 try rebuildOverlay(tokenizer: tokenizer, database: database)
             }

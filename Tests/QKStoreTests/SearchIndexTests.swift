@@ -322,3 +322,50 @@ private let filterCases: [SearchFilters] = [
         try expectSame(reopened)
     }
 }
+
+/// Two processes opening a catalog whose index is incomplete (an upgrade) may both set out to build it.
+@Suite struct SearchIndexBackfillTests {
+    private final class Outcome: @unchecked Sendable {
+        var error: String?
+    }
+
+    @Test func aCaptureIndexedMeanwhileIsNotBuiltTwice() throws {
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        var shape = SyntheticCatalog.Shape()
+        shape.checkpoints = ["a", "b"]
+        shape.layers = 1
+        shape.heads = 2
+        shape.kvHeads = 1
+        shape.headDimension = 4
+        shape.rank = 2
+        shape.features = ["category": ["x"]]
+        shape.topCount = 2
+        shape.prompts = 6
+        try SyntheticCatalog.populate(catalog, shape: shape)
+        let groups = try #require(try catalog.database.scalarInt("SELECT count(*) FROM search_postings WHERE capture_id = 2"))
+        try catalog.database.execute("""
+            CREATE TABLE saved_postings AS SELECT * FROM search_postings WHERE capture_id = 2;
+            DELETE FROM search_postings WHERE capture_id = 2; DELETE FROM search_indexed_captures WHERE capture_id = 2;
+            """)
+        // This connection plays the other process: it holds the write lock while the open lists what is missing,
+        // then indexes the capture and commits.
+        try catalog.database.execute("BEGIN IMMEDIATE")
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        let path = temporary.path
+        DispatchQueue.global().async {
+            do { _ = try Catalog.open(path: path) } catch { outcome.error = "\(error)" }
+            done.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        try catalog.database.execute("""
+            INSERT INTO search_postings SELECT * FROM saved_postings;
+            INSERT INTO search_indexed_captures (capture_id) VALUES (2);
+            COMMIT
+            """)
+        done.wait()
+        #expect(outcome.error == nil)
+        #expect(try catalog.database.scalarInt("SELECT count(*) FROM search_postings WHERE capture_id = 2") == groups)
+    }
+}
