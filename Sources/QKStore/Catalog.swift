@@ -182,8 +182,14 @@ public final class Catalog {
     func componentsByFullText(_ words: [String], _ filters: SearchFilters, limit: Int)
         throws(StoreError) -> [(id: Int64, score: Double?)]
     {
-        // Document counts of the words from search_terms; -1 (qkrank counts them) for a word that is not one plain
-        // ASCII term, or that no ingested text holds.
+        try componentsByFullText(words, facets: SearchText.facetTerms(filters), documents: try documentCounts(words),
+                                 limit: limit)
+            .map { ($0.id, $0.score) }
+    }
+
+    /// Document counts of the words as qkrank takes them: from search_terms for a plain ASCII term it holds; -1
+    /// (qkrank counts them) for a word that is not one plain ASCII term, or that no ingested text holds.
+    func documentCounts(_ words: [String]) throws(StoreError) -> [Int] {
         let lookup = try database.prepare("SELECT documents FROM search_terms WHERE term = ?")
         var documents: [Int] = []
         for word in words {
@@ -192,8 +198,7 @@ public final class Catalog {
             documents.append(try lookup.step() ? (lookup.int(at: 0) ?? -1) : -1)
             lookup.reset()
         }
-        return try componentsByFullText(words, facets: SearchText.facetTerms(filters), documents: documents, limit: limit)
-            .map { ($0.id, $0.score) }
+        return documents
     }
 
     /// The full-text path: FTS5 matches the words and facet conditions, qkrank scores every match.

@@ -26,7 +26,8 @@ public final class IngestSession {
     private let insertSearch: Statement
     private let insertSearchKeys: Statement
     private let searchIndex: SearchIndexBuilder
-    private var valueCodes: [String: UInt32] = [:]
+    /// Value codes by the value's UTF-8 bytes (canonically equivalent values are equal Swift strings, not equal values).
+    private var valueCodes: [[UInt8]: UInt32] = [:]
     private let insertPrompt: Statement
     private let insertSkip: Statement
 
@@ -185,9 +186,9 @@ public final class IngestSession {
         let featureText = [decomposition.feature, decomposition.value].compactMap { $0 }.joined(separator: " ")
         var valueCode: UInt32 = 0
         if let value = decomposition.value {
-            if let known = valueCodes[value] { valueCode = known } else {
+            if let known = valueCodes[Array(value.utf8)] { valueCode = known } else {
                 valueCode = try SearchIndex.valueCode(value, in: catalog.database)
-                valueCodes[value] = valueCode
+                valueCodes[Array(value.utf8)] = valueCode
             }
         }
         let searchFields = SearchIndex.Entry(

@@ -82,16 +82,18 @@ enum SearchIndex {
 
 /// Collects one capture's components and writes their groups and term counts (inside the caller's transaction).
 final class SearchIndexBuilder {
+    /// Terms as the tokenizer's UTF-8 bytes: FTS5 compares bytes, where Swift strings compare canonically
+    /// (a Hangul syllable equals its conjoining jamo), which would merge distinct terms.
     private struct GroupKey: Hashable {
-        var term: String
+        var term: [UInt8]
         var frequency: Double
         var length: Int
     }
 
     private let tokenizer: SearchTokenizer
     private var groups: [GroupKey: [SearchIndex.Entry]] = [:]
-    private var documentCounts: [String: Int] = [:]
-    private var frequencies: [String: Double] = [:]
+    private var documentCounts: [[UInt8]: Int] = [:]
+    private var frequencies: [[UInt8]: Double] = [:]
 
     init(tokenizer: SearchTokenizer) { self.tokenizer = tokenizer }
 
@@ -105,7 +107,7 @@ final class SearchIndexBuilder {
             let weight = SearchRanking.columnWeights[column]
             tokenizer.forEachToken(in: text) { bytes in
                 length += 1
-                frequencies[String(decoding: bytes, as: UTF8.self), default: 0] += weight
+                frequencies[Array(bytes), default: 0] += weight
             }
         }
         for (term, frequency) in frequencies {
@@ -123,7 +125,7 @@ final class SearchIndexBuilder {
             ON CONFLICT (term) DO UPDATE SET documents = documents + excluded.documents
             """)
         for (term, documents) in documentCounts {
-            try count.bind(term, at: 1)
+            try count.bind(String(decoding: term, as: UTF8.self), at: 1)
             try count.bind(documents, at: 2)
             try count.run()
         }
@@ -143,7 +145,7 @@ final class SearchIndexBuilder {
             buffer.withUnsafeMutableBytes { raw in
                 for (index, entry) in entries.enumerated() { entry.write(to: raw, at: index * SearchIndex.entrySize) }
             }
-            try insert.bind(key.term, at: 1)
+            try insert.bind(String(decoding: key.term, as: UTF8.self), at: 1)
             try insert.bind(captureID, at: 2)
             try insert.bind(key.frequency, at: 3)
             try insert.bind(key.length, at: 4)
@@ -173,6 +175,9 @@ extension SearchIndex {
         let tokenizer = try SearchTokenizer(database: database)
         for captureID in captures {
             try database.transaction { () throws(StoreError) in
+                // Re-read inside the write lock: another process may have indexed it meanwhile.
+                guard try database.scalarInt("SELECT count(*) FROM search_indexed_captures WHERE capture_id = ?",
+                                             [.integer(Int(captureID))]) == 0 else { return }
                 try build(captureID: captureID, tokenizer: tokenizer, database: database)
                 try rebuildOverlay(tokenizer: tokenizer, database: database)
             }
@@ -216,14 +221,14 @@ extension SearchIndex {
             """)
         try rows.bind(values)
         var lengths: [(Int64, Int)] = []
-        var valueCodes: [String: UInt32] = [:]
+        var valueCodes: [[UInt8]: UInt32] = [:]   // by bytes, as search_values compares them
         while try rows.step() {
             let value = rows.text(at: 4)
             var code: UInt32 = 0
             if let value {
-                if let known = valueCodes[value] { code = known } else {
+                if let known = valueCodes[Array(value.utf8)] { code = known } else {
                     code = try valueCode(value, in: database)
-                    valueCodes[value] = code
+                    valueCodes[Array(value.utf8)] = code
                 }
             }
             let entry = Entry(componentID: rows.int64(at: 0) ?? 0, sigma: rows.double(at: 1) ?? 0,

@@ -95,7 +95,8 @@ extension Catalog {
             guard tokens.count == 1 else { return nil }
             terms.append(tokens[0])
         }
-        guard Set(terms).count == terms.count else { return nil }
+        // Repeated as FTS5 sees terms: bytes (canonically equivalent spellings are equal Swift strings).
+        guard Set(terms.map { Array($0.utf8) }).count == terms.count else { return nil }
         // A capture not indexed yet (an upgrade interrupted before its index was built): FTS5 covers everything.
         guard try database.scalarInt("""
             SELECT count(*) FROM captures WHERE id NOT IN (SELECT capture_id FROM search_indexed_captures)
@@ -109,13 +110,18 @@ extension Catalog {
         }
         guard let filter = try entryFilter(filters) else { return [] }
 
-        // Corpus statistics as qkrank reads them (one matching row suffices), and each term's document count.
-        var documents: [Int] = []
-        for term in terms {
-            guard let count = try database.scalarInt("SELECT documents FROM search_terms WHERE term = ?", [.text(term)]),
-                  count > 0 else { return [] }
-            documents.append(count)
+        // Each word's document count as the full-text path gives it to qkrank: from search_terms, or (-1) counted
+        // by FTS5 as qkrank would (a word not plain ASCII, or held only by text written by hand in SQL).
+        let documents = try documentCounts(words)
+        var counted: [Int] = []
+        for (word, count) in zip(words, documents) {
+            if count >= 0 { counted.append(count); continue }
+            let live = try database.scalarInt("SELECT count(*) FROM component_search WHERE component_search MATCH ?",
+                                              [.text(SearchRanking.searchableColumns + " : " + SearchText.quoted(word))]) ?? 0
+            guard live > 0 else { return [] }
+            counted.append(live)
         }
+        // Corpus statistics as qkrank reads them (one matching row suffices).
         let corpusText = try database.scalarText("""
             SELECT \(SearchRanking.corpusFunctionName)(component_search) FROM component_search
              WHERE component_search MATCH ? LIMIT 1
@@ -124,7 +130,7 @@ extension Catalog {
         guard let corpus = SearchRanking.parseCorpus(corpusText) else {
             throw .corrupt("\(SearchRanking.corpusFunctionName) returned \(corpusText)")
         }
-        let inverse = documents.map { SearchRanking.inverseDocumentFrequency(rows: corpus.rows, documents: $0) }
+        let inverse = counted.map { SearchRanking.inverseDocumentFrequency(rows: corpus.rows, documents: $0) }
 
         let stale = try staleComponents()
         var results = try impactWalk(terms: terms, inverse: inverse, averageLength: corpus.averageLength, filter: filter,

@@ -184,3 +184,314 @@ private let filterCases: [SearchFilters] = [
         #expect(try queries.map { try reader.search($0, limit: 30).map(\.id) } == expected)
     }
 }
+
+/// Randomized catalogs, label changes and searches: the impact-ordered path equals the full-text path.
+@Suite struct SearchIndexPropertyTests {
+    /// Words of labels and queries: the synthetic vocabulary, the feature names and values, words FTS5 folds
+    /// (case, diacritics), canonically equivalent spellings with different bytes (Hangul syllable and jamo), words
+    /// of several tokens, and words no text holds.
+    static let words = [
+        "apple", "mango", "tiger", "the", "river", "gold", "Apple", "MANGO", "category", "order", "fruit", "metal",
+        "c0", "c1", "alpha", "beta", "a", "b", "café", "CAFE", "cafe", "naïve", "\u{D55C}", "\u{1112}\u{1161}\u{11AB}",
+        "x-ray", "ĠriverĊ", "zeppelin", "quartz", "Ωmega",
+    ]
+
+    static func randomFilters(_ random: inout SeededGenerator) -> SearchFilters {
+        func pick<T>(_ options: [T?]) -> T? { options[Int(random.next() % UInt64(options.count))] }
+        var filters = SearchFilters()
+        let count = Int(random.next() % 4)
+        for _ in 0 ..< count {
+            switch random.next() % 7 {
+            case 0: filters.model = pick(["alpha", "beta", "gamma"])
+            case 1: filters.checkpoint = pick(["a", "b", "zz"])
+            case 2: filters.layer = pick([0, 1, -1, 70_000])
+            case 3: filters.head = pick([0, 1, 2])
+            case 4: filters.feature = pick(["category", "order", "nope"])
+            case 5: filters.value = pick(["fruit", "café", "1", "none"])
+            default: filters.kind = pick(["semantic", "binding", "positional"])
+            }
+        }
+        return filters
+    }
+
+    @Test(arguments: Array(1 ... 12) as [UInt64])
+    func randomCatalogsAndQueriesAgree(seed: UInt64) throws {
+        var random = SeededGenerator(seed: seed)
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        // Two models from one seed: equal σ and equal scores across captures, ordered by id alone.
+        for model in ["alpha", "beta"] {
+            var shape = SyntheticCatalog.Shape()
+            shape.model = model
+            shape.checkpoints = seed % 2 == 0 ? ["a", "b"] : ["a"]
+            shape.layers = 2
+            shape.heads = 3
+            shape.kvHeads = 1
+            shape.headDimension = 4
+            shape.rank = 2
+            shape.features = ["category": ["fruit", "café"], "order": ["1"]]
+            shape.featureKinds = ["order": "binding"]
+            shape.topCount = 2
+            shape.prompts = 8
+            shape.seed = seed
+            try SyntheticCatalog.populate(catalog, shape: shape)
+        }
+        let components = try #require(try catalog.database.scalarInt("SELECT max(id) FROM components"))
+        func randomText(_ maximum: Int) -> String {
+            (0 ..< 1 + Int(random.next() % UInt64(maximum))).map { _ in Self.words[Int(random.next() % UInt64(Self.words.count))] }
+                .joined(separator: " ")
+        }
+        // Labels and notes set, changed and cleared through the store, some written by hand in SQL.
+        for _ in 0 ..< 20 {
+            let id = Int64(1 + Int(random.next() % UInt64(components)))
+            switch random.next() % 4 {
+            case 0: try catalog.setHumanLabel(componentID: id, label: nil, note: random.next() % 2 == 0 ? "" : nil)
+            case 1: try catalog.setHumanLabel(componentID: id, label: randomText(3), note: randomText(2))
+            case 2: try catalog.setHumanLabel(componentID: id, label: randomText(4))
+            default:
+                try catalog.database.execute("UPDATE components SET human_label = '\(randomText(3))' WHERE id = \(id)")
+            }
+        }
+        if seed % 2 == 1 {
+            // A component deleted by hand: the index keeps its entries, search must not return it.
+            try catalog.database.execute("DELETE FROM components WHERE id = \(1 + Int(random.next() % UInt64(components)))")
+        }
+        catalog.impactFilterThreshold = -1
+        var compared = 0
+        for _ in 0 ..< 60 {
+            let words = SearchText.words(randomText(3))
+            let filters = random.next() % 3 == 0 ? SearchFilters() : Self.randomFilters(&random)
+            for limit in [1, 2 + Int(random.next() % 6), 10_000] {
+                let fullText = try catalog.componentsByFullText(words, filters, limit: limit)
+                let hits = try catalog.search(words.joined(separator: " "), filters: filters, limit: limit)
+                #expect(hits.map(\.id) == fullText.map(\.id), "search \(words) \(filters) limit \(limit)")
+                #expect(hits.map(\.score) == fullText.map(\.score), "search \(words) \(filters) limit \(limit)")
+                compared += fullText.count
+                guard seed % 2 == 0, let impact = try catalog.componentsByImpact(words, filters, limit: limit) else { continue }
+                #expect(impact.map(\.id) == fullText.map(\.id), "\(words) \(filters) limit \(limit)")
+                #expect(impact.map(\.score) == fullText.map(\.score), "\(words) \(filters) limit \(limit)")
+            }
+        }
+        #expect(compared > 100)
+    }
+}
+
+extension SearchIndexPropertyTests {
+    /// Groups of a thousand entries: intersections gallop across blocks and cursors read several chunks.
+    @Test func largeGroupsAgree() throws {
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        var shape = SyntheticCatalog.Shape()
+        shape.model = "alpha"
+        shape.checkpoints = ["a"]
+        shape.layers = 8
+        shape.heads = 8
+        shape.kvHeads = 1
+        shape.headDimension = 4
+        shape.rank = 4
+        shape.features = ["category": ["fruit", "metal", "animal", "x"]]
+        shape.topCount = 2
+        shape.prompts = 10
+        shape.seed = 5
+        try SyntheticCatalog.populate(catalog, shape: shape)
+        #expect(try catalog.database.scalarInt("SELECT max(documents) FROM search_postings") ?? 0 >= 1000)
+        catalog.impactFilterThreshold = -1
+        for query in ["alpha a", "alpha category", "a fruit", "category alpha a", "the alpha", "c1 category a"] {
+            for filters in [SearchFilters(), SearchFilters(layer: 3), SearchFilters(value: "metal"),
+                            SearchFilters(head: 1, value: "x")] {
+                for limit in [1, 50, 300, 10_000] {
+                    let words = SearchText.words(query)
+                    let fullText = try catalog.componentsByFullText(words, filters, limit: limit)
+                    let impact = try #require(try catalog.componentsByImpact(words, filters, limit: limit))
+                    #expect(impact.map(\.id) == fullText.map(\.id), "\(query) \(filters) limit \(limit)")
+                    #expect(impact.map(\.score) == fullText.map(\.score), "\(query) \(filters) limit \(limit)")
+                }
+            }
+        }
+    }
+}
+
+/// Document counts as the full-text path takes them: search_terms for a plain ASCII word it holds, else counted.
+@Suite struct SearchIndexDocumentCountTests {
+    private static func catalog() throws -> (TemporaryDatabase, Catalog) {
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        var shape = SyntheticCatalog.Shape()
+        shape.checkpoints = ["a", "b"]
+        shape.layers = 2
+        shape.heads = 2
+        shape.kvHeads = 1
+        shape.headDimension = 4
+        shape.rank = 2
+        shape.features = ["category": ["x", "y"]]
+        shape.topCount = 2
+        shape.prompts = 10
+        shape.seed = 3
+        try SyntheticCatalog.populate(catalog, shape: shape)
+        catalog.impactFilterThreshold = -1
+        return (temporary, catalog)
+    }
+
+    private static func expectSame(_ catalog: Catalog, _ query: String) throws {
+        let words = SearchText.words(query)
+        let fullText = try catalog.componentsByFullText(words, SearchFilters(), limit: 50)
+        let impact = try #require(try catalog.componentsByImpact(words, SearchFilters(), limit: 50))
+        #expect(!fullText.isEmpty)
+        #expect(impact.map(\.id) == fullText.map(\.id), "\(query)")
+        #expect(impact.map(\.score) == fullText.map(\.score), "\(query)")
+    }
+
+    /// A word only a label written by hand in SQL holds (not in search_terms): FTS5 counts it, so must the index.
+    @Test func aWordOnlyAHandWrittenLabelHolds() throws {
+        let (_, catalog) = try Self.catalog()
+        try catalog.database.execute("UPDATE components SET human_label = 'zeppelin' WHERE id IN (7, 12)")
+        try Self.expectSame(catalog, "zeppelin")
+        try Self.expectSame(catalog, "zeppelin c0")
+    }
+
+    /// A word that is not plain ASCII is counted by FTS5 on the full-text path, whatever search_terms says.
+    @Test func aNonASCIIWordAfterLabelsWrittenInSQL() throws {
+        let (_, catalog) = try Self.catalog()
+        try catalog.setHumanLabel(componentID: 3, label: "café")
+        try catalog.database.execute("UPDATE components SET human_label = 'café' WHERE id IN (7, 8, 9)")
+        try Self.expectSame(catalog, "café")
+        try Self.expectSame(catalog, "CAFÉ c1")
+    }
+}
+
+/// Terms are bytes to FTS5: canonically equivalent spellings (equal as Swift strings) are different terms.
+@Suite struct SearchIndexTermBytesTests {
+    static let syllable = "\u{D55C}"                   // 한, one code point
+    static let jamo = "\u{1112}\u{1161}\u{11AB}"      // 한 as three conjoining jamo: == syllable in Swift
+
+    @Test func canonicallyEquivalentTermsStayApart() throws {
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        var shape = SyntheticCatalog.Shape()
+        shape.checkpoints = ["a"]
+        shape.layers = 1
+        shape.heads = 2
+        shape.kvHeads = 1
+        shape.headDimension = 4
+        shape.rank = 2
+        shape.features = ["category": ["x"]]
+        shape.topCount = 2
+        shape.prompts = 6
+        try SyntheticCatalog.populate(catalog, shape: shape)
+        #expect(Self.syllable == Self.jamo && Array(Self.syllable.utf8) != Array(Self.jamo.utf8))
+        try catalog.setHumanLabel(componentID: 1, label: "\(Self.syllable) \(Self.jamo)")
+        try catalog.setHumanLabel(componentID: 2, label: Self.syllable)
+        try catalog.setHumanLabel(componentID: 3, label: Self.jamo)
+        // search_terms counts each spelling apart, as FTS5 does.
+        #expect(try catalog.database.scalarInt("SELECT documents FROM search_terms WHERE term = ?", [.text(Self.syllable)]) == 2)
+        #expect(try catalog.database.scalarInt("SELECT documents FROM search_terms WHERE term = ?", [.text(Self.jamo)]) == 2)
+        catalog.impactFilterThreshold = -1
+        // Two different terms, not a repeated word.
+        let both = try #require(try catalog.componentsByImpact([Self.syllable, Self.jamo], SearchFilters(), limit: 10))
+        #expect(both.map(\.id) == [1])
+        #expect(both.map(\.score) == (try catalog.componentsByFullText([Self.syllable, Self.jamo], SearchFilters(), limit: 10)).map(\.score))
+        for word in [Self.syllable, Self.jamo] {
+            let fullText = try catalog.componentsByFullText([word], SearchFilters(), limit: 10)
+            let impact = try #require(try catalog.componentsByImpact([word], SearchFilters(), limit: 10))
+            #expect(fullText.count == 2)
+            #expect(impact.map(\.id) == fullText.map(\.id), "\(Array(word.utf8))")
+            #expect(impact.map(\.score) == fullText.map(\.score), "\(Array(word.utf8))")
+        }
+        // Rebuilt from scratch (an upgrade), the groups keep the spellings apart too.
+        try catalog.database.execute("DELETE FROM search_postings; DELETE FROM search_indexed_captures")
+        let reopened = try Catalog.open(path: temporary.path)
+        reopened.impactFilterThreshold = -1
+        for word in [Self.syllable, Self.jamo] {
+            let fullText = try reopened.componentsByFullText([word], SearchFilters(), limit: 10)
+            let impact = try #require(try reopened.componentsByImpact([word], SearchFilters(), limit: 10))
+            #expect(impact.map(\.id) == fullText.map(\.id), "\(Array(word.utf8))")
+            #expect(impact.map(\.score) == fullText.map(\.score), "\(Array(word.utf8))")
+        }
+    }
+}
+
+/// Feature values are bytes to the value filter (the full-text facet is the hex of their UTF-8).
+@Suite struct SearchIndexValueCodeTests {
+    @Test func canonicallyEquivalentValuesGetTheirOwnCodes() throws {
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        var shape = SyntheticCatalog.Shape()
+        shape.checkpoints = ["a"]
+        shape.layers = 1
+        shape.heads = 2
+        shape.kvHeads = 1
+        shape.headDimension = 4
+        shape.rank = 2
+        shape.features = ["category": [composed, decomposed]]
+        shape.topCount = 2
+        shape.prompts = 6
+        try SyntheticCatalog.populate(catalog, shape: shape)
+        #expect(try catalog.database.scalarInt("SELECT count(*) FROM search_values") == 2)
+        catalog.impactFilterThreshold = -1
+        func expectSame(_ catalog: Catalog) throws {
+            for value in [composed, decomposed] {
+                let filters = SearchFilters(value: value)
+                let fullText = try catalog.componentsByFullText(["category"], filters, limit: 100)
+                let impact = try #require(try catalog.componentsByImpact(["category"], filters, limit: 100))
+                #expect(fullText.count == 4)
+                #expect(impact.map(\.id) == fullText.map(\.id), "\(Array(value.utf8))")
+                #expect(impact.map(\.score) == fullText.map(\.score), "\(Array(value.utf8))")
+            }
+        }
+        try expectSame(catalog)
+        // Built again from the catalog's rows (an upgrade).
+        try catalog.database.execute("DELETE FROM search_postings; DELETE FROM search_indexed_captures; DELETE FROM search_values")
+        let reopened = try Catalog.open(path: temporary.path)
+        reopened.impactFilterThreshold = -1
+        #expect(try reopened.database.scalarInt("SELECT count(*) FROM search_values") == 2)
+        try expectSame(reopened)
+    }
+}
+
+/// Two processes opening a catalog whose index is incomplete (an upgrade) may both set out to build it.
+@Suite struct SearchIndexBackfillTests {
+    private final class Outcome: @unchecked Sendable {
+        var error: String?
+    }
+
+    @Test func aCaptureIndexedMeanwhileIsNotBuiltTwice() throws {
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        var shape = SyntheticCatalog.Shape()
+        shape.checkpoints = ["a", "b"]
+        shape.layers = 1
+        shape.heads = 2
+        shape.kvHeads = 1
+        shape.headDimension = 4
+        shape.rank = 2
+        shape.features = ["category": ["x"]]
+        shape.topCount = 2
+        shape.prompts = 6
+        try SyntheticCatalog.populate(catalog, shape: shape)
+        let groups = try #require(try catalog.database.scalarInt("SELECT count(*) FROM search_postings WHERE capture_id = 2"))
+        try catalog.database.execute("""
+            CREATE TABLE saved_postings AS SELECT * FROM search_postings WHERE capture_id = 2;
+            DELETE FROM search_postings WHERE capture_id = 2; DELETE FROM search_indexed_captures WHERE capture_id = 2;
+            """)
+        // This connection plays the other process: it holds the write lock while the open lists what is missing,
+        // then indexes the capture and commits.
+        try catalog.database.execute("BEGIN IMMEDIATE")
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        let path = temporary.path
+        DispatchQueue.global().async {
+            do { _ = try Catalog.open(path: path) } catch { outcome.error = "\(error)" }
+            done.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        try catalog.database.execute("""
+            INSERT INTO search_postings SELECT * FROM saved_postings;
+            INSERT INTO search_indexed_captures (capture_id) VALUES (2);
+            COMMIT
+            """)
+        done.wait()
+        #expect(outcome.error == nil)
+        #expect(try catalog.database.scalarInt("SELECT count(*) FROM search_postings WHERE capture_id = 2") == groups)
+    }
+}
