@@ -372,6 +372,11 @@ BEGIN
     DELETE FROM component_search_keys WHERE component_id = OLD.id;
     DELETE FROM component_examples WHERE component_id = OLD.id;
     DELETE FROM search_stale WHERE component_id = OLD.id;
+    -- The capture's groups still list the row (and a later ingest may reuse its id): searches use FTS5 until the
+    -- next writable open rebuilds them.
+    DELETE FROM search_indexed_captures
+     WHERE capture_id = (SELECT f.capture_id FROM decompositions d JOIN features f ON f.id = d.feature_id
+                          WHERE d.id = OLD.decomposition_id);
 END;
 
 """###),

@@ -186,6 +186,8 @@ extension SearchIndex {
 
     /// Indexes one capture's components with their current texts; they are stale no more.
     private static func build(captureID: Int64, tokenizer: SearchTokenizer, database: Database) throws(StoreError) {
+        // Groups written before a component of the capture was deleted go; the rest is rebuilt from the rows.
+        try database.execute("DELETE FROM search_postings WHERE capture_id = \(captureID)")
         let builder = SearchIndexBuilder(tokenizer: tokenizer)
         try addRows(where: "k.feature_id IN (SELECT id FROM features WHERE capture_id = ?)", [.integer(Int(captureID))],
                     to: builder, database: database)

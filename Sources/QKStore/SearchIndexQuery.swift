@@ -1,65 +1,6 @@
 import CSQLite
 import Foundation
 
-/// Reads one group's entries a chunk at a time through SQLite's incremental blob I/O, so a search that needs the
-/// first twenty entries of a group of fifty thousand reads a page or two.
-final class PostingCursor {
-    private let blob: OpaquePointer
-    private let database: Database
-    /// Entries in the group.
-    let count: Int
-    private var chunk: [UInt8] = []
-    private var chunkStart = 0
-    private var chunkCount = 0
-    private var nextIndex = 0
-    private var chunkEntries = 16
-
-    init(database: Database, rowID: Int64, count: Int) throws(StoreError) {
-        var opened: OpaquePointer?
-        let code = sqlite3_blob_open(database.handle, "main", "search_postings", "entries", rowID, 0, &opened)
-        guard code == SQLITE_OK, let opened else {
-            if let opened { sqlite3_blob_close(opened) }
-            try database.check(code == SQLITE_OK ? SQLITE_ERROR : code, sql: "blob open search_postings.entries \(rowID)")
-            throw .corrupt("search_postings row \(rowID) could not be opened")
-        }
-        let bytes = Int(sqlite3_blob_bytes(opened))
-        guard bytes == count * SearchIndex.entrySize else {
-            sqlite3_blob_close(opened)
-            throw .corrupt("search_postings row \(rowID): \(bytes) bytes for \(count) entries")
-        }
-        self.blob = opened
-        self.database = database
-        self.count = count
-    }
-
-    deinit { sqlite3_blob_close(blob) }
-
-    /// The next entry, or nil after the last.
-    @inline(__always)
-    func next() throws(StoreError) -> SearchIndex.Entry? {
-        guard nextIndex < count else { return nil }
-        if nextIndex >= chunkStart + chunkCount { try load(from: nextIndex) }
-        let offset = (nextIndex - chunkStart) * SearchIndex.entrySize
-        nextIndex += 1
-        return chunk.withUnsafeBytes { SearchIndex.Entry(reading: $0, at: offset) }
-    }
-
-    /// Reads the entries from `index` on: chunks grow fourfold up to 1024 entries (32 KB), as a long walk is likely
-    /// to go on.
-    private func load(from index: Int) throws(StoreError) {
-        let entries = min(chunkEntries, count - index)
-        chunkEntries = min(chunkEntries * 4, 1024)
-        let bytes = entries * SearchIndex.entrySize
-        if chunk.count < bytes { chunk = [UInt8](repeating: 0, count: bytes) }
-        let code = chunk.withUnsafeMutableBytes { raw in
-            sqlite3_blob_read(blob, raw.baseAddress, Int32(bytes), Int32(index * SearchIndex.entrySize))
-        }
-        try database.check(code, sql: "blob read search_postings.entries")
-        chunkStart = index
-        chunkCount = entries
-    }
-}
-
 /// Which entries a search's filters let through, decided on the entry's own fields.
 struct EntryFilter {
     var checkpoints: Set<UInt32>?
@@ -97,10 +38,9 @@ extension Catalog {
         }
         // Repeated as FTS5 sees terms: bytes (canonically equivalent spellings are equal Swift strings).
         guard Set(terms.map { Array($0.utf8) }).count == terms.count else { return nil }
-        // A capture not indexed yet (an upgrade interrupted before its index was built): FTS5 covers everything.
-        guard try database.scalarInt("""
-            SELECT count(*) FROM captures WHERE id NOT IN (SELECT capture_id FROM search_indexed_captures)
-            """) == 0 else { return nil }
+        // A capture not indexed (an upgrade interrupted before its index was built, a component deleted by hand):
+        // FTS5 covers everything until a writable open builds it.
+        guard try searchIndexIsComplete() else { return nil }
         let facets = SearchText.facetTerms(filters)
         if !facets.isEmpty {
             let gathered = try database.scalarInt("""
@@ -147,6 +87,14 @@ extension Catalog {
             if results.count > limit { results.removeLast(results.count - limit) }
         }
         return results.map { ($0.id, $0.score) }
+    }
+
+    /// Whether every capture is in the impact-ordered index (searches use the full-text path until it is; opening
+    /// the catalog for writing builds what is missing).
+    public func searchIndexIsComplete() throws(StoreError) -> Bool {
+        try database.scalarInt("""
+            SELECT count(*) FROM captures WHERE id NOT IN (SELECT capture_id FROM search_indexed_captures)
+            """) == 0
     }
 
     /// The tokenizer of this catalog's connection (made once).
@@ -332,8 +280,9 @@ extension Catalog {
                            stale: Set<Int64>) throws(StoreError) -> [SearchIndex.Entry] {
         var found: [SearchIndex.Entry] = []
         if groups.count == 1 {
-            let cursor = try PostingCursor(database: database, rowID: groups[0].rowID, count: groups[0].documents)
-            while let entry = try cursor.next() {
+            let group = try PagedGroup(database: database, rowID: groups[0].rowID, count: groups[0].documents)
+            for index in 0 ..< group.count {
+                let entry = try group.entry(index)
                 if filter.accepts(entry) && !stale.contains(entry.componentID) {
                     found.append(entry)
                     if found.count == need { break }

@@ -114,7 +114,7 @@ enum SearchRanking {
             self.averageLength = averageLength
             self.frequencies = Array(repeating: 0, count: inverseDocumentFrequencies.count)
             self.keep = keep
-            best.reserveCapacity(keep)
+            best.reserveCapacity(min(keep, 1024))   // keep may be any limit a user typed
         }
 
         /// Records a row; false when it comes after the `keep` best seen before it.

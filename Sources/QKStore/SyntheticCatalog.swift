@@ -21,7 +21,24 @@ public enum SyntheticCatalog {
         public var prompts = 200
         public var seed: UInt64 = 1
 
-        public init() {}
+        /// Any field left out keeps the default above.
+        public init(model: String = "synthetic-model", checkpoints: [String] = ["step1000", "step2000", "main"],
+                    layers: Int = 32, heads: Int = 32, kvHeads: Int = 8, headDimension: Int = 64, rank: Int = 8,
+                    features: [String: [String]] = ["category": ["animal", "fruit", "vehicle"]],
+                    featureKinds: [String: String] = [:], topCount: Int = 5, prompts: Int = 200, seed: UInt64 = 1) {
+            self.model = model
+            self.checkpoints = checkpoints
+            self.layers = layers
+            self.heads = heads
+            self.kvHeads = kvHeads
+            self.headDimension = headDimension
+            self.rank = rank
+            self.features = features
+            self.featureKinds = featureKinds
+            self.topCount = topCount
+            self.prompts = prompts
+            self.seed = seed
+        }
 
         /// Components this shape produces.
         public var componentCount: Int {

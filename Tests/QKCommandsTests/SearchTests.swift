@@ -111,4 +111,25 @@ struct SearchTests {
         }
         #expect(try CatalogSnapshot.take(newer).content == before.content)
     }
+
+    @Test("a read command builds a missing search index first")
+    func buildsAMissingSearchIndex() throws {
+        let root = try TemporaryDirectory()
+        let path = root.url.appendingPathComponent("catalog.sqlite").path
+        let shape = SyntheticCatalog.Shape(checkpoints: ["main"], layers: 1, heads: 2, kvHeads: 1, headDimension: 8,
+                                           rank: 2, prompts: 10)
+        do {
+            let catalog = try Catalog.open(path: path)
+            try SyntheticCatalog.populate(catalog, shape: shape)
+            try catalog.database.execute("DELETE FROM components WHERE id = 1")
+            #expect(try catalog.searchIndexIsComplete() == false)
+        }
+        let first = qkcat(["search", "apple", "--db", path, "--json"])
+        #expect(first.code == 0, "\(first.err)")
+        #expect(first.err.contains("built the search index of \(path)"))
+        #expect(try Catalog.open(path: path, readOnly: true).searchIndexIsComplete())
+        let second = qkcat(["search", "apple", "--db", path, "--json"])
+        #expect(second.err.isEmpty)
+        #expect(second.out == first.out)
+    }
 }

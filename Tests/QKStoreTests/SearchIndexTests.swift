@@ -7,18 +7,10 @@ import Testing
 private func labelledCatalog() throws -> (TemporaryDatabase, Catalog) {
     let temporary = TemporaryDatabase()
     let catalog = try Catalog.open(path: temporary.path)
-    var shape = SyntheticCatalog.Shape()
-    shape.checkpoints = ["step2", "main"]
-    shape.layers = 3
-    shape.heads = 4
-    shape.kvHeads = 2
-    shape.headDimension = 8
-    shape.rank = 3
-    shape.features = ["category": ["animal", "fruit", "metal"], "order": ["1", "2"]]
-    shape.featureKinds = ["order": "binding"]
-    shape.topCount = 2
-    shape.prompts = 20
-    shape.seed = 11
+    let shape = SyntheticCatalog.Shape(checkpoints: ["step2", "main"], layers: 3, heads: 4, kvHeads: 2,
+                                       headDimension: 8, rank: 3,
+                                       features: ["category": ["animal", "fruit", "metal"], "order": ["1", "2"]],
+                                       featureKinds: ["order": "binding"], topCount: 2, prompts: 20, seed: 11)
     try SyntheticCatalog.populate(catalog, shape: shape)
     for (id, label) in [(3, "mango mango detector"), (40, "apple"), (41, "café apple"), (200, "category fruit overlap")] {
         try catalog.setHumanLabel(componentID: Int64(id), label: label, note: id == 40 ? "the river" : nil)
@@ -136,14 +128,55 @@ private let filterCases: [SearchFilters] = [
 
     /// A component deleted by hand leaves entries behind; search falls back to the full-text index and stays complete.
     @Test func aDeletedComponentIsNotReturned() throws {
-        let (_, catalog) = try labelledCatalog()
+        let (temporary, catalog) = try labelledCatalog()
         let best = try #require(try catalog.search("tiger", limit: 5).first { ![3, 40, 41, 200].contains($0.id) })
+        let expectedWithout = try catalog.componentsByFullText(["tiger"], SearchFilters(), limit: 6).map(\.id)
+            .filter { $0 != best.id }
         try catalog.database.execute("DELETE FROM components WHERE id = \(best.id)")
-        // The index still lists it: the full-text path is what keeps the answer right.
-        #expect(try catalog.componentsByImpact(["tiger"], SearchFilters(), limit: 5)?.contains { $0.id == best.id } == true)
-        let hits = try catalog.search("tiger", limit: 5)
-        #expect(hits.count == 5)
-        #expect(!hits.contains { $0.id == best.id })
+        // Its capture's groups still list it: the capture leaves the index and the full-text path answers.
+        #expect(try catalog.searchIndexIsComplete() == false)
+        #expect(try catalog.componentsByImpact(["tiger"], SearchFilters(), limit: 5) == nil)
+        #expect(try catalog.search("tiger", limit: 5).map(\.id) == Array(expectedWithout.prefix(5)))
+        // A writable open rebuilds the capture's groups without it.
+        let reopened = try Catalog.open(path: temporary.path)
+        #expect(try reopened.searchIndexIsComplete())
+        reopened.impactFilterThreshold = -1
+        for query in queries {
+            let words = SearchText.words(query)
+            guard let impact = try reopened.componentsByImpact(words, SearchFilters(), limit: 40) else { continue }
+            #expect(impact.map(\.id) == (try reopened.componentsByFullText(words, SearchFilters(), limit: 40)).map(\.id),
+                    "\(query)")
+            #expect(!impact.contains { $0.id == best.id })
+        }
+    }
+
+    /// A deleted component's id may come back with the next ingest (ids are not AUTOINCREMENT): the rebuilt index
+    /// knows only the new component.
+    @Test func anIdReusedAfterADeletionIsTheNewComponent() throws {
+        let (temporary, catalog) = try labelledCatalog()
+        let last = try #require(try catalog.database.scalarInt("SELECT max(id) FROM components"))
+        try catalog.database.execute("DELETE FROM components WHERE id = \(last)")
+        let reopened = try Catalog.open(path: temporary.path)
+        let shape = SyntheticCatalog.Shape(model: "another-model", checkpoints: ["step9"], layers: 1, heads: 2,
+                                           kvHeads: 1, headDimension: 8, rank: 2, prompts: 10, seed: 99)
+        try SyntheticCatalog.populate(reopened, shape: shape)
+        #expect(try reopened.database.scalarInt("SELECT min(id) FROM components WHERE id >= \(last)") == last)
+        reopened.impactFilterThreshold = -1
+        for query in queries {
+            let words = SearchText.words(query)
+            let impact = try #require(try reopened.componentsByImpact(words, SearchFilters(), limit: 10_000))
+            #expect(impact.map(\.id) == (try reopened.componentsByFullText(words, SearchFilters(), limit: 10_000)).map(\.id),
+                    "\(query)")
+            #expect(impact.map(\.score) == (try reopened.componentsByFullText(words, SearchFilters(), limit: 10_000)).map(\.score))
+        }
+    }
+
+    @Test func anyLimitIsAccepted() throws {
+        let (_, catalog) = try labelledCatalog()
+        let all = try catalog.search("apple", limit: Int.max)
+        #expect(all.count == (try catalog.search("apple", limit: 10_000)).count)
+        #expect(try catalog.search("", limit: Int.max).count == 504)
+        #expect(try catalog.search("synthetic-model", limit: Int.max).count == 504)
     }
 
     /// Labels set through `setHumanLabel` go to the overlay; a label written by hand in SQL (the trigger marks it,
@@ -221,19 +254,10 @@ private let filterCases: [SearchFilters] = [
         let catalog = try Catalog.open(path: temporary.path)
         // Two models from one seed: equal σ and equal scores across captures, ordered by id alone.
         for model in ["alpha", "beta"] {
-            var shape = SyntheticCatalog.Shape()
-            shape.model = model
-            shape.checkpoints = seed % 2 == 0 ? ["a", "b"] : ["a"]
-            shape.layers = 2
-            shape.heads = 3
-            shape.kvHeads = 1
-            shape.headDimension = 4
-            shape.rank = 2
-            shape.features = ["category": ["fruit", "café"], "order": ["1"]]
-            shape.featureKinds = ["order": "binding"]
-            shape.topCount = 2
-            shape.prompts = 8
-            shape.seed = seed
+            let shape = SyntheticCatalog.Shape(model: model, checkpoints: seed % 2 == 0 ? ["a", "b"] : ["a"], layers: 2,
+                                               heads: 3, kvHeads: 1, headDimension: 4, rank: 2,
+                                               features: ["category": ["fruit", "café"], "order": ["1"]],
+                                               featureKinds: ["order": "binding"], topCount: 2, prompts: 8, seed: seed)
             try SyntheticCatalog.populate(catalog, shape: shape)
         }
         let components = try #require(try catalog.database.scalarInt("SELECT max(id) FROM components"))
@@ -281,18 +305,10 @@ extension SearchIndexPropertyTests {
     @Test func largeGroupsAgree() throws {
         let temporary = TemporaryDatabase()
         let catalog = try Catalog.open(path: temporary.path)
-        var shape = SyntheticCatalog.Shape()
-        shape.model = "alpha"
-        shape.checkpoints = ["a"]
-        shape.layers = 8
-        shape.heads = 8
-        shape.kvHeads = 1
-        shape.headDimension = 4
-        shape.rank = 4
-        shape.features = ["category": ["fruit", "metal", "animal", "x"]]
-        shape.topCount = 2
-        shape.prompts = 10
-        shape.seed = 5
+        let shape = SyntheticCatalog.Shape(model: "alpha", checkpoints: ["a"], layers: 8, heads: 8, kvHeads: 1,
+                                           headDimension: 4, rank: 4,
+                                           features: ["category": ["fruit", "metal", "animal", "x"]], topCount: 2,
+                                           prompts: 10, seed: 5)
         try SyntheticCatalog.populate(catalog, shape: shape)
         #expect(try catalog.database.scalarInt("SELECT max(documents) FROM search_postings") ?? 0 >= 1000)
         catalog.impactFilterThreshold = -1
@@ -316,17 +332,9 @@ extension SearchIndexPropertyTests {
     private static func catalog() throws -> (TemporaryDatabase, Catalog) {
         let temporary = TemporaryDatabase()
         let catalog = try Catalog.open(path: temporary.path)
-        var shape = SyntheticCatalog.Shape()
-        shape.checkpoints = ["a", "b"]
-        shape.layers = 2
-        shape.heads = 2
-        shape.kvHeads = 1
-        shape.headDimension = 4
-        shape.rank = 2
-        shape.features = ["category": ["x", "y"]]
-        shape.topCount = 2
-        shape.prompts = 10
-        shape.seed = 3
+        let shape = SyntheticCatalog.Shape(checkpoints: ["a", "b"], layers: 2, heads: 2, kvHeads: 1, headDimension: 4,
+                                           rank: 2, features: ["category": ["x", "y"]], topCount: 2, prompts: 10,
+                                           seed: 3)
         try SyntheticCatalog.populate(catalog, shape: shape)
         catalog.impactFilterThreshold = -1
         return (temporary, catalog)
@@ -367,16 +375,8 @@ extension SearchIndexPropertyTests {
     @Test func canonicallyEquivalentTermsStayApart() throws {
         let temporary = TemporaryDatabase()
         let catalog = try Catalog.open(path: temporary.path)
-        var shape = SyntheticCatalog.Shape()
-        shape.checkpoints = ["a"]
-        shape.layers = 1
-        shape.heads = 2
-        shape.kvHeads = 1
-        shape.headDimension = 4
-        shape.rank = 2
-        shape.features = ["category": ["x"]]
-        shape.topCount = 2
-        shape.prompts = 6
+        let shape = SyntheticCatalog.Shape(checkpoints: ["a"], layers: 1, heads: 2, kvHeads: 1, headDimension: 4,
+                                           rank: 2, features: ["category": ["x"]], topCount: 2, prompts: 6)
         try SyntheticCatalog.populate(catalog, shape: shape)
         #expect(Self.syllable == Self.jamo && Array(Self.syllable.utf8) != Array(Self.jamo.utf8))
         try catalog.setHumanLabel(componentID: 1, label: "\(Self.syllable) \(Self.jamo)")
@@ -416,16 +416,9 @@ extension SearchIndexPropertyTests {
         let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
         let temporary = TemporaryDatabase()
         let catalog = try Catalog.open(path: temporary.path)
-        var shape = SyntheticCatalog.Shape()
-        shape.checkpoints = ["a"]
-        shape.layers = 1
-        shape.heads = 2
-        shape.kvHeads = 1
-        shape.headDimension = 4
-        shape.rank = 2
-        shape.features = ["category": [composed, decomposed]]
-        shape.topCount = 2
-        shape.prompts = 6
+        let shape = SyntheticCatalog.Shape(checkpoints: ["a"], layers: 1, heads: 2, kvHeads: 1, headDimension: 4,
+                                           rank: 2, features: ["category": [composed, decomposed]], topCount: 2,
+                                           prompts: 6)
         try SyntheticCatalog.populate(catalog, shape: shape)
         #expect(try catalog.database.scalarInt("SELECT count(*) FROM search_values") == 2)
         catalog.impactFilterThreshold = -1
@@ -458,16 +451,8 @@ extension SearchIndexPropertyTests {
     @Test func aCaptureIndexedMeanwhileIsNotBuiltTwice() throws {
         let temporary = TemporaryDatabase()
         let catalog = try Catalog.open(path: temporary.path)
-        var shape = SyntheticCatalog.Shape()
-        shape.checkpoints = ["a", "b"]
-        shape.layers = 1
-        shape.heads = 2
-        shape.kvHeads = 1
-        shape.headDimension = 4
-        shape.rank = 2
-        shape.features = ["category": ["x"]]
-        shape.topCount = 2
-        shape.prompts = 6
+        let shape = SyntheticCatalog.Shape(checkpoints: ["a", "b"], layers: 1, heads: 2, kvHeads: 1, headDimension: 4,
+                                           rank: 2, features: ["category": ["x"]], topCount: 2, prompts: 6)
         try SyntheticCatalog.populate(catalog, shape: shape)
         let groups = try #require(try catalog.database.scalarInt("SELECT count(*) FROM search_postings WHERE capture_id = 2"))
         try catalog.database.execute("""

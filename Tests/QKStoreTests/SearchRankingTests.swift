@@ -7,17 +7,10 @@ import Testing
 private func syntheticCatalog() throws -> (TemporaryDatabase, Catalog) {
     let temporary = TemporaryDatabase()
     let catalog = try Catalog.open(path: temporary.path)
-    var shape = SyntheticCatalog.Shape()
-    shape.checkpoints = ["step2", "main"]
-    shape.layers = 3
-    shape.heads = 4
-    shape.kvHeads = 2
-    shape.headDimension = 8
-    shape.rank = 3
-    shape.features = ["category": ["animal", "fruit"], "order": ["1", "2"]]
-    shape.featureKinds = ["order": "binding"]
-    shape.topCount = 2
-    shape.prompts = 20
+    let shape = SyntheticCatalog.Shape(checkpoints: ["step2", "main"], layers: 3, heads: 4, kvHeads: 2,
+                                       headDimension: 8, rank: 3,
+                                       features: ["category": ["animal", "fruit"], "order": ["1", "2"]],
+                                       featureKinds: ["order": "binding"], topCount: 2, prompts: 20)
     try SyntheticCatalog.populate(catalog, shape: shape)
     return (temporary, catalog)
 }

@@ -63,15 +63,25 @@ enum Shared {
         if readOnly, !FileManager.default.fileExists(atPath: path) {
             throw CommandError.failure("no catalog at \(path) (create one with 'qkcat ingest CAPTURE_DIR --db \(path)')")
         }
+        let catalog: Catalog
         do {
-            return try Catalog.open(path: path, readOnly: readOnly)
+            catalog = try Catalog.open(path: path, readOnly: readOnly)
         } catch let error {
-            // A catalog from an earlier qkcat: upgrade it (each migration is one transaction), then read.
+            // A catalog from an earlier qkcat: upgrade it (each migration is one transaction), then read. A file we
+            // may not write keeps the error that says so.
             guard readOnly, case let .outdatedCatalog(_, found, current) = error else { throw error }
-            _ = try Catalog.open(path: path)
+            do { _ = try Catalog.open(path: path) } catch _ { throw error }
             invocation.stderr.write("qkcat: upgraded \(path) from catalog schema version \(found) to \(current)\n")
             return try Catalog.open(path: path, readOnly: true)
         }
+        // Captures missing from the search index (an interrupted upgrade, a component deleted by hand) are indexed
+        // by a writable open; searches are right meanwhile, only slower.
+        if readOnly, try !catalog.searchIndexIsComplete(), FileManager.default.isWritableFile(atPath: path),
+           (try? Catalog.open(path: path)) != nil {
+            invocation.stderr.write("qkcat: built the search index of \(path)\n")
+            return try Catalog.open(path: path, readOnly: true)
+        }
+        return catalog
     }
 
     static func filters(_ invocation: Invocation) throws -> SearchFilters {
