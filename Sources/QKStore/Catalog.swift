@@ -10,6 +10,11 @@ public final class Catalog {
     /// How many components a filter must let through for a worded search to walk the impact-ordered index: below
     /// it, FTS5 intersects the words with the filter's facet tokens and scores the few rows left.
     var impactFilterThreshold = 4000
+    /// How many group combinations (a group per word, at one capture and length) a worded search walks at most;
+    /// beyond it (four or more common words: a few thousand combinations, most with no row in common) FTS5's scan
+    /// is cheaper. Measured at a million components: 3 common words, 1,360 combinations, 4.8 ms through the index
+    /// and 11.6 ms through FTS5; 4 words, 7,592 combinations, 30 ms and 9.8 ms.
+    var impactCombinationLimit = 4000
 
     init(database: Database) { self.database = database }
 

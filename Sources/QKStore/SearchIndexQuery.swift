@@ -73,8 +73,8 @@ extension Catalog {
         let inverse = counted.map { SearchRanking.inverseDocumentFrequency(rows: corpus.rows, documents: $0) }
 
         let stale = try staleComponents()
-        var results = try impactWalk(terms: terms, inverse: inverse, averageLength: corpus.averageLength, filter: filter,
-                                     stale: stale, limit: limit)
+        guard var results = try impactWalk(terms: terms, inverse: inverse, averageLength: corpus.averageLength,
+                                           filter: filter, stale: stale, limit: limit) else { return nil }
         if !stale.pending.isEmpty {
             // Rows relabelled without the overlay following (SQL by hand): FTS5 scores them with qkrank, as the
             // full-text path would, and they take their place among the others.
@@ -199,8 +199,10 @@ extension Catalog {
     }
 
     /// The best `limit` non-stale rows holding every term and passing `filter`, best first (score, σ, id).
+    /// Nil when the words make more group combinations than `impactCombinationLimit` (four common words or so),
+    /// where walking them costs more than FTS5's scan.
     private func impactWalk(terms: [String], inverse: [Double], averageLength: Double, filter: EntryFilter,
-                            stale: StaleComponents, limit: Int) throws(StoreError) -> [RankedID] {
+                            stale: StaleComponents, limit: Int) throws(StoreError) -> [RankedID]? {
         let listing = try database.prepare("""
             SELECT id, capture_id, frequency, length, documents FROM search_postings WHERE term = ?
             """)
@@ -240,10 +242,12 @@ extension Catalog {
                 combinations.append(Combination(groups: groups, score: score))
             }
         }
+        guard combinations.count <= impactCombinationLimit else { return nil }
         combinations.sort { $0.score > $1.score }
 
         var results: [RankedID] = []
         var loaded: [Int64: PagedGroup] = [:]
+        var pairs: [PairKey: [SearchIndex.Entry]] = [:]
         var start = 0
         while start < combinations.count && results.count < limit {
             // A level: combinations of equal score, whose rows order by σ then id among themselves.
@@ -254,7 +258,8 @@ extension Catalog {
             for combination in combinations[start ..< end] {
                 // A capture's groups skip every stale row; the overlay's skip the rows it does not hold yet.
                 let skipped = combination.groups[0].captureID == Self.overlay ? stale.pending : stale.all
-                level += try intersect(combination.groups, need: need, loaded: &loaded, filter: filter, stale: skipped)
+                level += try intersect(combination.groups, need: need, loaded: &loaded, pairs: &pairs, filter: filter,
+                                       stale: skipped)
             }
             level.sort { $0.precedes($1) }
             let score = -combinations[start].score
@@ -267,6 +272,12 @@ extension Catalog {
     /// The capture id standing for the overlay's groups.
     private static let overlay: Int64 = -1
 
+    /// Two groups whose rows in common a search keeps (the smaller first).
+    struct PairKey: Hashable {
+        var first: Int64
+        var second: Int64
+    }
+
     private struct Place: Hashable {
         var captureID: Int64
         var length: Int
@@ -276,7 +287,8 @@ extension Catalog {
     ///
     /// One group is read a chunk at a time; several are intersected by galloping from the smallest, so a large group
     /// costs a logarithm per row of the small one and only the blocks probed are read.
-    private func intersect(_ groups: [PostingGroup], need: Int, loaded: inout [Int64: PagedGroup], filter: EntryFilter,
+    private func intersect(_ groups: [PostingGroup], need: Int, loaded: inout [Int64: PagedGroup],
+                           pairs: inout [PairKey: [SearchIndex.Entry]], filter: EntryFilter,
                            stale: Set<Int64>) throws(StoreError) -> [SearchIndex.Entry] {
         var found: [SearchIndex.Entry] = []
         if groups.count == 1 {
@@ -297,11 +309,35 @@ extension Catalog {
             loaded[group.rowID] = made
             lists.append(made)
         }
+        let ordered = groups.sorted(by: { $0.documents < $1.documents })
+        var leadEntries: [SearchIndex.Entry]? = nil
+        var others = Array(lists.dropFirst())
+        if lists.count >= 3 {
+            // Three words or more: the two smallest groups' rows in common, filtered, are worked out once and kept;
+            // the combinations that share the pair (the other words' groups vary) walk only those.
+            let key = PairKey(first: ordered[0].rowID, second: ordered[1].rowID)
+            if let known = pairs[key] { leadEntries = known } else {
+                var common: [SearchIndex.Entry] = []
+                var position = 0
+                let (small, large) = (lists[0], lists[1])
+                for index in 0 ..< small.count {
+                            let entry = try small.entry(index)
+                    guard filter.accepts(entry) else { continue }
+                    position = try large.firstNotPreceding(entry, from: position)
+                    guard position < large.count else { break }
+                    if try large.componentID(position) == entry.componentID { common.append(entry) }
+                }
+                pairs[key] = common
+                leadEntries = common
+            }
+            others = Array(lists.dropFirst(2))
+        }
         let lead = lists[0]
-        let others = Array(lists.dropFirst())
+        let leadCount = leadEntries?.count ?? lead.count
         var positions = Array(repeating: 0, count: others.count)
-        rows: for index in 0 ..< lead.count {
-            let entry = try lead.entry(index)
+        rows: for index in 0 ..< leadCount {
+            let entry: SearchIndex.Entry
+            if let leadEntries { entry = leadEntries[index] } else { entry = try lead.entry(index) }
             guard filter.accepts(entry) else { continue }
             for (number, other) in others.enumerated() {
                 let position = try other.firstNotPreceding(entry, from: positions[number])

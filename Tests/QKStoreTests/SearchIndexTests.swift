@@ -19,7 +19,8 @@ private func labelledCatalog() throws -> (TemporaryDatabase, Catalog) {
 }
 
 private let queries = ["apple", "mango", "the", "category", "fruit", "category fruit", "apple tiger", "mango c1",
-                       "river the of", "synthetic", "model main", "detector", "zeppelin", "Apple", "café", "c0"]
+                       "river the of", "synthetic", "model main", "detector", "zeppelin", "Apple", "café", "c0",
+                       "apple tiger the", "synthetic model category c0"]
 
 private let filterCases: [SearchFilters] = [
     SearchFilters(), SearchFilters(layer: 1), SearchFilters(head: 3), SearchFilters(layer: 2, head: 0),
@@ -169,6 +170,17 @@ private let filterCases: [SearchFilters] = [
                     "\(query)")
             #expect(impact.map(\.score) == (try reopened.componentsByFullText(words, SearchFilters(), limit: 10_000)).map(\.score))
         }
+    }
+
+    /// Many words make many group combinations: past the limit the full-text path answers, with the same result.
+    @Test func manyCombinationsGoToFullText() throws {
+        let (_, catalog) = try labelledCatalog()
+        let words = ["apple", "tiger", "the"]
+        #expect(try catalog.componentsByImpact(words, SearchFilters(), limit: 5) != nil)
+        let expected = try catalog.search(words.joined(separator: " "), limit: 30).map(\.id)
+        catalog.impactCombinationLimit = 0
+        #expect(try catalog.componentsByImpact(words, SearchFilters(), limit: 5) == nil)
+        #expect(try catalog.search(words.joined(separator: " "), limit: 30).map(\.id) == expected)
     }
 
     @Test func anyLimitIsAccepted() throws {
