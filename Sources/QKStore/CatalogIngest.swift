@@ -27,7 +27,7 @@ public final class IngestSession {
     private let insertSearchKeys: Statement
     private let searchIndex: SearchIndexBuilder
     /// Value codes by the value's UTF-8 bytes (canonically equivalent values are equal Swift strings, not equal values).
-    private var valueCodes: [[UInt8]: UInt32] = [:]
+    private var valueCodes: [ExactText: UInt32] = [:]
     private let insertPrompt: Statement
     private let insertSkip: Statement
 
@@ -186,9 +186,9 @@ public final class IngestSession {
         let featureText = [decomposition.feature, decomposition.value].compactMap { $0 }.joined(separator: " ")
         var valueCode: UInt32 = 0
         if let value = decomposition.value {
-            if let known = valueCodes[Array(value.utf8)] { valueCode = known } else {
+            if let known = valueCodes[ExactText(value)] { valueCode = known } else {
                 valueCode = try SearchIndex.valueCode(value, in: catalog.database)
-                valueCodes[Array(value.utf8)] = valueCode
+                valueCodes[ExactText(value)] = valueCode
             }
         }
         let searchFields = SearchIndex.Entry(

@@ -80,20 +80,36 @@ enum SearchIndex {
 
 // MARK: - Building
 
+/// A text compared and hashed by its UTF-8 bytes, as SQLite compares text: Swift's String equality is canonical
+/// (a Hangul syllable equals its conjoining jamo) and would merge what FTS5 and UNIQUE keep apart. Short texts stay
+/// inline (no allocation), which a byte array would not.
+struct ExactText: Hashable {
+    let text: String
+
+    init(_ text: String) { self.text = text }
+
+    static func == (a: ExactText, b: ExactText) -> Bool { a.text.utf8.elementsEqual(b.text.utf8) }
+
+    func hash(into hasher: inout Hasher) {
+        var copy = text
+        copy.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
+}
+
 /// Collects one capture's components and writes their groups and term counts (inside the caller's transaction).
 final class SearchIndexBuilder {
     /// Terms as the tokenizer's UTF-8 bytes: FTS5 compares bytes, where Swift strings compare canonically
     /// (a Hangul syllable equals its conjoining jamo), which would merge distinct terms.
     private struct GroupKey: Hashable {
-        var term: [UInt8]
+        var term: ExactText
         var frequency: Double
         var length: Int
     }
 
     private let tokenizer: SearchTokenizer
     private var groups: [GroupKey: [SearchIndex.Entry]] = [:]
-    private var documentCounts: [[UInt8]: Int] = [:]
-    private var frequencies: [[UInt8]: Double] = [:]
+    private var documentCounts: [ExactText: Int] = [:]
+    private var frequencies: [ExactText: Double] = [:]
 
     init(tokenizer: SearchTokenizer) { self.tokenizer = tokenizer }
 
@@ -107,7 +123,7 @@ final class SearchIndexBuilder {
             let weight = SearchRanking.columnWeights[column]
             tokenizer.forEachToken(in: text) { bytes in
                 length += 1
-                frequencies[Array(bytes), default: 0] += weight
+                frequencies[ExactText(String(decoding: bytes, as: UTF8.self)), default: 0] += weight
             }
         }
         for (term, frequency) in frequencies {
@@ -125,7 +141,7 @@ final class SearchIndexBuilder {
             ON CONFLICT (term) DO UPDATE SET documents = documents + excluded.documents
             """)
         for (term, documents) in documentCounts {
-            try count.bind(String(decoding: term, as: UTF8.self), at: 1)
+            try count.bind(term.text, at: 1)
             try count.bind(documents, at: 2)
             try count.run()
         }
@@ -145,7 +161,7 @@ final class SearchIndexBuilder {
             buffer.withUnsafeMutableBytes { raw in
                 for (index, entry) in entries.enumerated() { entry.write(to: raw, at: index * SearchIndex.entrySize) }
             }
-            try insert.bind(String(decoding: key.term, as: UTF8.self), at: 1)
+            try insert.bind(key.term.text, at: 1)
             try insert.bind(captureID, at: 2)
             try insert.bind(key.frequency, at: 3)
             try insert.bind(key.length, at: 4)
@@ -223,14 +239,14 @@ extension SearchIndex {
             """)
         try rows.bind(values)
         var lengths: [(Int64, Int)] = []
-        var valueCodes: [[UInt8]: UInt32] = [:]   // by bytes, as search_values compares them
+        var valueCodes: [ExactText: UInt32] = [:]   // by bytes, as search_values compares them
         while try rows.step() {
             let value = rows.text(at: 4)
             var code: UInt32 = 0
             if let value {
-                if let known = valueCodes[Array(value.utf8)] { code = known } else {
+                if let known = valueCodes[ExactText(value)] { code = known } else {
                     code = try valueCode(value, in: database)
-                    valueCodes[Array(value.utf8)] = code
+                    valueCodes[ExactText(value)] = code
                 }
             }
             let entry = Entry(componentID: rows.int64(at: 0) ?? 0, sigma: rows.double(at: 1) ?? 0,

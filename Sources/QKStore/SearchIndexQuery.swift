@@ -37,7 +37,7 @@ extension Catalog {
             terms.append(tokens[0])
         }
         // Repeated as FTS5 sees terms: bytes (canonically equivalent spellings are equal Swift strings).
-        guard Set(terms.map { Array($0.utf8) }).count == terms.count else { return nil }
+        guard Set(terms.map(ExactText.init)).count == terms.count else { return nil }
         // A capture not indexed (an upgrade interrupted before its index was built, a component deleted by hand):
         // FTS5 covers everything until a writable open builds it.
         guard try searchIndexIsComplete() else { return nil }
