@@ -34,7 +34,11 @@ python3 Benchmarks/svd_numpy.py | sed 's/^{/{"step": "svd_numpy", /' | record
 # The catalog (issue 3): search over 1M components in-process, `qkcat search` end to end, and the
 # store phase of ingest against the engine.
 "$BENCH" search "$OUT/search.sqlite" | record
+for query in "mango violin river" "mango violin river gold"; do
+  "$BENCH" search-query "$OUT/search.sqlite" "$query" | record
+done
 python3 Benchmarks/time_command.py qkcat-search 30 .build/release/qkcat search mango --layer 5 --head 3 --db "$OUT/search.sqlite" | record
+python3 Benchmarks/time_command.py qkcat-search 30 .build/release/qkcat search "apple tiger" --db "$OUT/search.sqlite" | record
 "$BENCH" ingest-store "$OUT/capture-2000" | record
 "$BENCH" ingest-store "$OUT/capture-2000" --per-value | record
 
