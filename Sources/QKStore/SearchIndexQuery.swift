@@ -25,7 +25,8 @@ struct EntryFilter {
 extension Catalog {
     /// The most relevant components for `words` within `filters`, read from the impact-ordered index; the same
     /// ids, scores and order as the full-text path (`componentsByFullText`). Nil when the words or the filter suit
-    /// the full-text path better: a word of several tokens (a phrase), a repeated word, or a selective filter.
+    /// the full-text path better: a word of several tokens (a phrase), a repeated word, a selective filter, more
+    /// group combinations than `impactCombinationLimit`, or a capture missing from the index.
     func componentsByImpact(_ words: [String], _ filters: SearchFilters, limit: Int)
         throws(StoreError) -> [(id: Int64, score: Double?)]?
     {
@@ -227,6 +228,17 @@ extension Catalog {
         // Combinations: one group per term at each place every term reaches, scored as qkrank sums its phrases.
         var combinations: [Combination] = []
         let places = byPlace.dropFirst().reduce(Set(byPlace[0].keys)) { $0.intersection($1.keys) }
+        // Counted before they are made: many words multiply them.
+        var count = 0
+        for place in places {
+            var product = 1
+            for term in terms.indices {
+                product = product.multipliedReportingOverflow(by: byPlace[term][place, default: []].count).partialValue
+                if product > impactCombinationLimit { return nil }
+            }
+            count += product
+            if count > impactCombinationLimit { return nil }
+        }
         for place in places {
             let normalization = SearchRanking.lengthNormalization(length: Double(place.length), averageLength: averageLength)
             var partial: [[PostingGroup]] = [[]]
@@ -242,7 +254,6 @@ extension Catalog {
                 combinations.append(Combination(groups: groups, score: score))
             }
         }
-        guard combinations.count <= impactCombinationLimit else { return nil }
         combinations.sort { $0.score > $1.score }
 
         var results: [RankedID] = []
