@@ -98,8 +98,7 @@ struct ExactText: Hashable {
 
 /// Collects one capture's components and writes their groups and term counts (inside the caller's transaction).
 final class SearchIndexBuilder {
-    /// Terms as the tokenizer's UTF-8 bytes: FTS5 compares bytes, where Swift strings compare canonically
-    /// (a Hangul syllable equals its conjoining jamo), which would merge distinct terms.
+    /// Terms compare by their bytes, as FTS5's do.
     private struct GroupKey: Hashable {
         var term: ExactText
         var frequency: Double
