@@ -492,3 +492,42 @@ extension SearchIndexPropertyTests {
         #expect(try catalog.database.scalarInt("SELECT count(*) FROM search_postings WHERE capture_id = 2") == groups)
     }
 }
+
+/// Real text: the bundled MiniLM capture (WordPiece tokens, [CLS]/[SEP], punctuation), decomposed per value and
+/// ingested; its most frequent terms, alone and in pairs and triples, with and without filters, rank alike.
+@Suite struct SearchIndexRealTextTests {
+    @Test func theBundledExampleRanksAlikeOnBothPaths() throws {
+        let capture = repositoryRoot.appendingPathComponent("Examples/minilm/capture")
+        let reader = try CaptureReader.open(capture)
+        let options = DecompositionOptions(perValue: true, layers: [0, 2], topCount: 5)
+        let results = try Decomposer(reader: reader, options: options).runAll()
+        let temporary = TemporaryDatabase()
+        let catalog = try Catalog.open(path: temporary.path)
+        try catalog.ingest(header: reader.header, contentHash: "minilm-test", options: options, qkcatVersion: "test",
+                           promptTable: reader.prompts, promptTokens: { try reader.tokens(ofPrompt: $0) }) { sink in
+            for result in results { try sink(result) }
+        }
+        let first = try #require(try catalog.search("horse", limit: 1).first)
+        try catalog.setHumanLabel(componentID: first.id, label: "animals and vehicles", note: "seen in L0")
+        let statement = try catalog.database.prepare("SELECT term FROM search_terms ORDER BY documents DESC, term LIMIT 40")
+        var terms: [String] = []
+        while try statement.step() { terms.append(statement.text(at: 0) ?? "") }
+        #expect(terms.count == 40)
+        var queries = terms.map { [$0] }
+        for (a, b) in zip(terms, terms.dropFirst(3)) { queries.append([a, b]) }
+        for (a, (b, c)) in zip(terms, zip(terms.dropFirst(5), terms.dropFirst(11))) { queries.append([a, b, c]) }
+        catalog.impactFilterThreshold = -1
+        var compared = 0
+        for words in queries {
+            for filters in [SearchFilters(), SearchFilters(layer: 2), SearchFilters(feature: "category", value: "fruit"),
+                            SearchFilters(kind: "binding")] {
+                let fullText = try catalog.componentsByFullText(words, filters, limit: 25)
+                guard let impact = try catalog.componentsByImpact(words, filters, limit: 25) else { continue }
+                #expect(impact.map(\.id) == fullText.map(\.id), "\(words) \(filters)")
+                #expect(impact.map(\.score) == fullText.map(\.score), "\(words) \(filters)")
+                compared += fullText.count
+            }
+        }
+        #expect(compared > 2000)
+    }
+}
