@@ -151,22 +151,13 @@ public final class Catalog {
     /// kind is not in the catalog (nothing can match).
     func exactKeyFilter(_ filters: SearchFilters) throws(StoreError) -> FilterSQL? {
         var exact = FilterSQL()
-        if filters.model != nil || filters.checkpoint != nil {
-            var names = FilterSQL()
-            names.add("m.name = ?", filters.model.map(SQLValue.text))
-            names.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
-            let ids = try integers("SELECT ck.id FROM checkpoints ck JOIN models m ON m.id = ck.model_id WHERE "
-                + names.whereBody, names.values)
+        if let ids = try checkpointIDs(filters) {
             if ids.isEmpty { return nil }
             exact.conditions.append("k.checkpoint_id IN (\(ids.map(String.init).joined(separator: ", ")))")
         }
         exact.add("k.layer = ?", filters.layer.map(SQLValue.integer))
         exact.add("k.head = ?", filters.head.map(SQLValue.integer))
-        if filters.feature != nil || filters.kind != nil {
-            var names = FilterSQL()
-            names.add("name = ?", filters.feature.map(SQLValue.text))
-            names.add("kind = ?", filters.kind.map(SQLValue.text))
-            let ids = try integers("SELECT id FROM features WHERE " + names.whereBody, names.values)
+        if let ids = try featureIDs(filters) {
             if ids.isEmpty { return nil }
             exact.conditions.append("k.feature_id IN (\(ids.map(String.init).joined(separator: ", ")))")
         }
@@ -174,7 +165,27 @@ public final class Catalog {
         return exact
     }
 
-    private func integers(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
+    /// The checkpoints the model and checkpoint filters name (empty: none in the catalog); nil without those filters.
+    func checkpointIDs(_ filters: SearchFilters) throws(StoreError) -> [Int64]? {
+        guard filters.model != nil || filters.checkpoint != nil else { return nil }
+        var names = FilterSQL()
+        names.add("m.name = ?", filters.model.map(SQLValue.text))
+        names.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
+        return try integers("SELECT ck.id FROM checkpoints ck JOIN models m ON m.id = ck.model_id WHERE "
+            + names.whereBody, names.values)
+    }
+
+    /// The features the feature and kind filters name (empty: none in the catalog); nil without those filters.
+    func featureIDs(_ filters: SearchFilters) throws(StoreError) -> [Int64]? {
+        guard filters.feature != nil || filters.kind != nil else { return nil }
+        var names = FilterSQL()
+        names.add("name = ?", filters.feature.map(SQLValue.text))
+        names.add("kind = ?", filters.kind.map(SQLValue.text))
+        return try integers("SELECT id FROM features WHERE " + names.whereBody, names.values)
+    }
+
+    /// The first column of every row of `sql`, as integers.
+    func integers(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
         let statement = try database.prepare(sql)
         try statement.bind(values)
         var result: [Int64] = []

@@ -141,40 +141,23 @@ extension Catalog {
             filter.valueCode = narrow
         }
         var captureConditions = FilterSQL()
-        if filters.model != nil || filters.checkpoint != nil {
-            var names = FilterSQL()
-            names.add("m.name = ?", filters.model.map(SQLValue.text))
-            names.add("ck.name = ?", filters.checkpoint.map(SQLValue.text))
-            let ids = try int64s("SELECT ck.id FROM checkpoints ck JOIN models m ON m.id = ck.model_id WHERE "
-                + names.whereBody, names.values)
+        if let ids = try checkpointIDs(filters) {
             if ids.isEmpty { return nil }
             filter.checkpoints = Set(ids.compactMap { UInt32(exactly: $0) })
             captureConditions.conditions.append("checkpoint_id IN (\(ids.map(String.init).joined(separator: ", ")))")
         }
-        if filters.feature != nil || filters.kind != nil {
-            var names = FilterSQL()
-            names.add("name = ?", filters.feature.map(SQLValue.text))
-            names.add("kind = ?", filters.kind.map(SQLValue.text))
-            let ids = try int64s("SELECT id FROM features WHERE " + names.whereBody, names.values)
+        if let ids = try featureIDs(filters) {
             if ids.isEmpty { return nil }
             filter.features = Set(ids.compactMap { UInt32(exactly: $0) })
             captureConditions.conditions.append(
                 "id IN (SELECT capture_id FROM features WHERE id IN (\(ids.map(String.init).joined(separator: ", "))))")
         }
         if !captureConditions.conditions.isEmpty {
-            let ids = try int64s("SELECT id FROM captures WHERE " + captureConditions.whereBody, [])
+            let ids = try integers("SELECT id FROM captures WHERE " + captureConditions.whereBody, [])
             if ids.isEmpty { return nil }
             filter.captures = Set(ids)
         }
         return filter
-    }
-
-    private func int64s(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
-        let statement = try database.prepare(sql)
-        try statement.bind(values)
-        var result: [Int64] = []
-        while try statement.step() { result.append(statement.int64(at: 0) ?? 0) }
-        return result
     }
 
     /// A ranked hit with what orders it.
