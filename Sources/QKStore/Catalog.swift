@@ -303,19 +303,26 @@ public final class Catalog {
         try statement.bind(note, at: 2)
         try statement.bind(componentID, at: 3)
         try database.transaction { () throws(StoreError) in
-            // search_terms follows: the row's terms leave with its old text and come back with its new one.
-            let terms = try TermCounter(database: database, name: "label_search_terms")
-            try terms.add(try searchableText(componentID: componentID))
-            try terms.addCounts(sign: -1)
+            // search_terms follows: the terms only the old text held lose the row, those only the new one holds gain it.
+            let tokenizer = try searchTokenizer()
+            let before = Set(tokenizer.tokens(try searchableText(componentID: componentID)).map(ExactText.init))
             try statement.run()
             guard database.changes == 1 else { throw .notFound(what: "component \(componentID)") }
-            try terms.clear()
-            try terms.add(try searchableText(componentID: componentID))
-            try terms.addCounts()
+            let after = Set(tokenizer.tokens(try searchableText(componentID: componentID)).map(ExactText.init))
+            let count = try database.prepare("""
+                INSERT INTO search_terms (term, documents) VALUES (?, ?)
+                ON CONFLICT (term) DO UPDATE SET documents = documents + excluded.documents
+                """)
+            for (terms, change) in [(before.subtracting(after), -1), (after.subtracting(before), 1)] {
+                for term in terms {
+                    try count.bind(term.text, at: 1)
+                    try count.bind(change, at: 2)
+                    try count.run()
+                }
+            }
             try database.execute("DELETE FROM search_terms WHERE documents <= 0")
-            try terms.drop()
             // The trigger marked the row stale; the overlay indexes it with its new text.
-            try SearchIndex.rebuildOverlay(tokenizer: try searchTokenizer(), database: database)
+            try SearchIndex.rebuildOverlay(tokenizer: tokenizer, database: database)
         }
     }
 
