@@ -60,22 +60,21 @@ def _model_max_length(tokenizer: Any) -> Optional[int]:
     return None
 
 
-def _encode(tokenizer: Any, text: str, max_length: Optional[int], want_offsets: bool, example_id: str):
+def _encode(tokenizer: Any, text: str, max_length: Optional[int], span_field: Optional[str], example_id: str):
+    """Token ids, and the offsets when `span_field` (the first target given by a char_span) says they are needed."""
     kwargs: Dict[str, Any] = {"add_special_tokens": True}
     if max_length is not None:
         kwargs.update(truncation=True, max_length=max_length)
+    want_offsets = span_field is not None
     if want_offsets:
+        # Slow (Python) tokenizers silently ignore return_offsets_mapping.
         if not getattr(tokenizer, "is_fast", False):
             raise CaptureError(
-                "char_span", f"{type(tokenizer).__name__} is a slow tokenizer and gives no character offsets; "
-                "load a fast one (AutoTokenizer.from_pretrained(..., use_fast=True)) or give token positions",
-                example_id)
+                span_field, f"{type(tokenizer).__name__} is a slow tokenizer: it gives no character offsets to map "
+                "spans to tokens; load a fast one (AutoTokenizer.from_pretrained(..., use_fast=True)) or give "
+                "token positions", example_id)
         kwargs["return_offsets_mapping"] = True
-    try:
-        encoded = tokenizer(text, **kwargs)
-    except NotImplementedError as error:  # slow tokenizers asked for offsets
-        raise CaptureError("char_span", f"the tokenizer gives no character offsets ({error}); "
-                           "use a fast tokenizer or token positions", example_id) from None
+    encoded = tokenizer(text, **kwargs)
     ids = encoded["input_ids"]
     if ids and isinstance(ids[0], list):  # a batch of one
         ids = ids[0]
@@ -119,17 +118,18 @@ def tokenize_example(tokenizer: Any, example: Example, *, token: str = "last",
         raise CaptureError("token", f"must be 'last' or 'first', got {token!r}")
     if max_length is None:
         max_length = _model_max_length(tokenizer)
-    targets = (example.query, *example.keys)
-    want_offsets = any(t.char_span is not None for t in targets)
-    ids, offsets = _encode(tokenizer, example.text, max_length, want_offsets, example.id)
+    named = [("query", example.query), *((f"keys[{j}]", key) for j, key in enumerate(example.keys))]
+    span_field = next((example.field_name(f"{where}.char_span") for where, t in named if t.char_span is not None), None)
+    ids, offsets = _encode(tokenizer, example.text, max_length, span_field, example.id)
     if not ids:
-        raise CaptureError("text", "the tokenizer made no token of this text", example.id)
+        raise CaptureError(example.field_name("text"), "the tokenizer made no token of this text", example.id)
     truncated_to = max_length if (max_length is not None and len(ids) >= max_length) else None
-    where_query = "query"
-    query_position = _resolve(example.query, where_query, example, len(ids), offsets, truncated_to, token)
+    query_position = _resolve(example.query, example.field_name("query"), example, len(ids), offsets, truncated_to,
+                              token)
     keys = []
     for j, key in enumerate(example.keys):
-        record: Dict[str, Any] = {"position": _resolve(key, f"keys[{j}]", example, len(ids), offsets, truncated_to, token)}
+        where = example.field_name(f"keys[{j}]")
+        record: Dict[str, Any] = {"position": _resolve(key, where, example, len(ids), offsets, truncated_to, token)}
         if key.labels:
             record["labels"] = dict(key.labels)
         keys.append(record)
@@ -262,7 +262,8 @@ def check_examples(examples: ExamplesSource, tokenizer: Any, *, token: str = "la
     ids: Dict[str, int] = {}
     for index, example in enumerate(iter_examples(examples)):
         if example.id in ids:
-            raise CaptureError("id", f"is used by examples {ids[example.id]} and {index}; ids must be unique", example.id)
+            raise CaptureError(example.field_name("id"), f"{example.id!r} is also the id of example {ids[example.id]} "
+                               "(0-based); ids must be unique", example.id)
         ids[example.id] = index
         tokenize_example(tokenizer, example, token=token, max_length=max_length)
         for target in (example.query, *example.keys):

@@ -46,6 +46,14 @@ class Example:
     text: str
     query: Target
     keys: Tuple[Target, ...] = ()
+    # Where the example came from, for error messages: "examples[3]" or "examples.jsonl:4".
+    location: Optional[str] = field(default=None, compare=False, repr=False)
+
+    def field_name(self, name: str) -> str:
+        """`name` prefixed with the example's location: `examples[3].keys[1]`, `examples.jsonl:4: keys[1]`."""
+        if self.location is None:
+            return name
+        return f"{self.location}.{name}" if self.location.endswith("]") else f"{self.location}: {name}"
 
 
 ExampleLike = Union[Example, Mapping[str, Any]]
@@ -135,7 +143,7 @@ def as_example(value: ExampleLike, index: int = 0, source: Optional[str] = None)
         if target.char_span is not None and target.char_span[1] > len(text):
             raise CaptureError(f"{prefix}{where}.char_span", f"{list(target.char_span)} runs past the end of the "
                                f"text ({len(text)} characters)", example_id)
-    return Example(id=example_id, text=text, query=query, keys=keys)
+    return Example(id=example_id, text=text, query=query, keys=keys, location=base)
 
 
 def read_examples(path: "os.PathLike[str] | str") -> Iterator[Example]:
