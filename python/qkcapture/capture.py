@@ -17,6 +17,7 @@ positions `[K, n_kv_heads, d_head]` (post-RoPE, per kv head, as float32 numpy ar
 """
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from dataclasses import dataclass
@@ -196,6 +197,11 @@ class Batch:
         _, _, rows, positions = self._indices(states.device)
         return states[rows, :, positions] if layout == "bhtd" else states[rows, positions]
 
+    def select_scores(self, scores):
+        """Attention scores or probabilities `[B, heads, T, T]` → each key's entry in its prompt's query row, `[K, heads]`."""
+        rows, positions, key_rows, key_positions = self._indices(scores.device)
+        return scores[key_rows, :, positions[key_rows], key_positions]
+
 
 # --------------------------------------------------------------------------------- writing
 @dataclass(frozen=True)
@@ -213,6 +219,20 @@ class ModelShape:
 
 
 LayerVectors = Dict[int, Tuple[np.ndarray, np.ndarray]]
+Shard = Tuple[int, int]  # (rank, world_size): this worker captures examples rank, rank + world_size, ...
+
+
+def check_shard(shard: Optional[Shard]) -> Optional[Shard]:
+    """`(rank, world_size)` checked: integers with 0 <= rank < world_size; None means every example."""
+    if shard is None:
+        return None
+    if (isinstance(shard, (str, bytes)) or not isinstance(shard, Sequence) or len(shard) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in shard)):
+        raise CaptureError("shard", f"must be (rank, world_size), two integers, got {shard!r}")
+    rank, world_size = int(shard[0]), int(shard[1])
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise CaptureError("shard", f"needs 0 <= rank < world_size, got rank {rank} of world_size {world_size}")
+    return rank, world_size
 
 
 class Frontend(Protocol):
@@ -287,15 +307,18 @@ def write_capture(frontend: Frontend, tokenizer: Any, examples: ExamplesSource, 
                   features: Optional[Mapping[str, Any]] = None, dtype: str = "bf16", batch_size: int = 8,
                   overwrite: bool = False, token: str = "last", max_length: Optional[int] = None,
                   dataset: Optional[Mapping[str, Any]] = None, progress: Optional[bool] = None,
-                  pad_token_id: Optional[int] = None) -> str:
+                  pad_token_id: Optional[int] = None, shard: Optional[Shard] = None) -> str:
     """Run `frontend` over every example in batches and write the capture at `path`; returns the path.
 
     Every example is checked (and the label names gathered) before the model runs, when
     `examples` is a list or a JSONL path; an iterator is checked as it is consumed. Any error
-    leaves nothing at `path`.
+    leaves nothing at `path`. `shard=(rank, world_size)` captures only examples rank,
+    rank + world_size, ... (after checking all of them, so every shard declares the same
+    features), and records the shard in `dataset` for `qkcapture.merge`.
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise CaptureError("batch_size", f"must be a positive integer, got {batch_size!r}")
+    shard = check_shard(shard)
     if max_length is None:
         max_length = _model_max_length(tokenizer)
     replayable = isinstance(examples, (str, os.PathLike, Sequence))
@@ -306,6 +329,10 @@ def write_capture(frontend: Frontend, tokenizer: Any, examples: ExamplesSource, 
         total, seen = check_examples(examples, tokenizer, token=token, max_length=max_length)
     else:
         total, seen = (len(examples) if isinstance(examples, Sized) else None), []
+    if shard is not None:
+        rank, world_size = shard
+        total = None if total is None else len(range(rank, total, world_size))
+        dataset = {**(dataset or {}), "shard": {"rank": rank, "world_size": world_size}}
     shape = frontend.shape
     if pad_token_id is None:
         pad_token_id = getattr(tokenizer, "pad_token_id", None)
@@ -319,6 +346,8 @@ def write_capture(frontend: Frontend, tokenizer: Any, examples: ExamplesSource, 
         overwrite=overwrite, attention_scale=shape.attention_scale)
     try:
         source = iter_examples(examples)
+        if shard is not None:
+            source = itertools.islice(source, shard[0], None, shard[1])
         for prompts in _batches(source, tokenizer, batch_size, token, max_length):
             batch = Batch(prompts, pad_token_id)
             vectors = frontend.extract(batch)

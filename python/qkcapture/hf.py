@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from .capture import Batch, ExamplesSource, LayerVectors, ModelShape, write_capture
+from .capture import Batch, ExamplesSource, LayerVectors, ModelShape, Shard, write_capture
 from .errors import CaptureError
 
 # model_type -> (attention module class, positional kind of the captured vectors)
@@ -232,7 +232,7 @@ def capture_hf(model: Any, tokenizer: Any, examples: ExamplesSource, path: "os.P
                checkpoint: Optional[str] = None, features: Optional[Mapping[str, Any]] = None,
                dtype: str = "bf16", batch_size: int = 8, overwrite: bool = False, token: str = "last",
                max_length: Optional[int] = None, dataset: Optional[Mapping[str, Any]] = None,
-               progress: Optional[bool] = None) -> str:
+               progress: Optional[bool] = None, shard: Optional[Shard] = None) -> str:
     """Capture a transformers model's queries and keys for `examples` into a capture at `path`.
 
     `examples`: dicts or `qkcapture.Example`s (`{"id", "text", "query": {...}, "keys": [...]}`,
@@ -243,7 +243,9 @@ def capture_hf(model: Any, tokenizer: Any, examples: ExamplesSource, path: "os.P
     name the model was loaded from, `checkpoint` to its commit hash, else "main"; `features`
     declares label names (`{"order": {"kind": "binding"}}`), any other label name used is
     `semantic`. Prompts run `batch_size` at a time, padded on the right; positions always index
-    the unpadded prompt. Returns the capture's path; on any error nothing is left at `path`.
+    the unpadded prompt. `shard=(rank, world_size)`: a data-parallel worker's part, examples
+    rank, rank + world_size, ... (join the parts with `qkcapture.merge`). Returns the capture's
+    path; on any error nothing is left at `path`.
     """
     frontend = HFFrontend(model, layers=layers, model_name=model_name, checkpoint=checkpoint)
     if dataset is None:
@@ -255,7 +257,7 @@ def capture_hf(model: Any, tokenizer: Any, examples: ExamplesSource, path: "os.P
     try:
         return write_capture(frontend, tokenizer, examples, path, features=features, dtype=dtype,
                              batch_size=batch_size, overwrite=overwrite, token=token, max_length=max_length,
-                             dataset=dataset, progress=progress)
+                             dataset=dataset, progress=progress, shard=shard)
     finally:
         model.train(was_training)
 
