@@ -276,9 +276,9 @@ struct CaptureTensorValidationTests {
                   .invalidTensor(file: tensorFile, tensor: "layers.3.k", message: "missing (capture.json lists its layer)")) {
             try CaptureEditing.editSafetensorsHeader($0.appendingPathComponent(tensorFile)) { $0.removeValue(forKey: "layers.3.k") }
         },
-        Malformed("a tensor in two files",
-                  .invalidTensor(file: "copy.safetensors", tensor: "layers.1.q",
-                                 message: "also present in 'activations.safetensors'; a tensor must be in one file only")) {
+        Malformed("a tensor in two files holds the rows of both",
+                  .invalidTensor(file: "activations.safetensors, copy.safetensors", tensor: "layers.1.q",
+                                 message: "shape [6, 4, 8] does not match [P, n_heads, d_head] = [3, 4, 8]")) {
             try FileManager.default.copyItem(at: $0.appendingPathComponent(tensorFile), to: $0.appendingPathComponent("copy.safetensors"))
             try CaptureEditing.editHeader(in: $0) { $0["tensor_files"] = [tensorFile, "copy.safetensors"] }
         },
@@ -339,6 +339,62 @@ struct CaptureTensorValidationTests {
         try keys.withUnsafeMutableBufferPointer { try tensors.keys.decodeAll(into: $0) }
         let worst = zip(keys, capture.keys[3]!).map { abs($0 - $1) / abs($1) }.max()!
         #expect(worst <= 1.0 / 2048)
+    }
+
+    @Test("a tensor stored by rows in files of sub-folders (joined shards) reads as one")
+    func piecesInSubfolders() throws {
+        let directory = try TemporaryDirectory()
+        let capture = try writeSmallCapture(to: directory.url) { capture in
+            capture.keys[1]![(4 * 2 + 1) * 8 + 5] = .nan  // layer 1: key 4 (in the second piece), kv head 1, i 5
+        }
+        try FileManager.default.removeItem(at: directory.path("activations.safetensors"))
+        // Prompt 0 (3 keys) in the first shard, prompts 1 and 2 (5 keys) in the second.
+        let parts = [("shards/a/activations.safetensors", 0..<1, 0..<3), ("shards/b/activations.safetensors", 1..<3, 3..<8)]
+        for (name, prompts, keys) in parts {
+            let tensors = capture.layers.flatMap { layer in [
+                SafetensorsTensor(name: "layers.\(layer).q", dtype: .f32, shape: [prompts.count, 4, 8],
+                                  values: Array(capture.queries[layer]![(prompts.lowerBound * 32)..<(prompts.upperBound * 32)])),
+                SafetensorsTensor(name: "layers.\(layer).k", dtype: .f32, shape: [keys.count, 2, 8],
+                                  values: Array(capture.keys[layer]![(keys.lowerBound * 16)..<(keys.upperBound * 16)])),
+            ] }
+            try FileManager.default.createDirectory(at: directory.path(name).deletingLastPathComponent(),
+                                                    withIntermediateDirectories: true)
+            try SafetensorsWriter.write(tensors, to: directory.path(name))
+        }
+        try CaptureEditing.editHeader(in: directory.url) { $0["tensor_files"] = parts.map(\.0) }
+        let reader = try CaptureReader.open(directory.url)
+        let tensors = try reader.layerTensors(3)
+        #expect(tensors.queries.shape == [3, 4, 8] && tensors.keys.shape == [8, 2, 8])
+        #expect(tensors.keys.file == "shards/a/activations.safetensors, shards/b/activations.safetensors")
+        #expect(tensors.keys.byteCount == 8 * 2 * 8 * 4)
+        var all = [Float](repeating: .nan, count: tensors.queries.elementCount)
+        try all.withUnsafeMutableBufferPointer { try tensors.queries.decodeAll(into: $0) }
+        #expect(all == capture.queries[3]!)
+        var head1 = [Float](repeating: .nan, count: 8 * 8)
+        try head1.withUnsafeMutableBufferPointer { try tensors.keys.decodeSlice(head: 1, into: $0) }
+        #expect(head1 == (0..<8).flatMap { key in capture.keys[3]![((key * 2 + 1) * 8)..<((key * 2 + 1) * 8 + 8)] })
+        var across = [Float](repeating: .nan, count: 3 * 16)  // keys 2..<5 straddle the two files
+        try across.withUnsafeMutableBufferPointer { try tensors.keys.decodeRows(2..<5, into: $0) }
+        #expect(across == Array(capture.keys[3]![(2 * 16)..<(5 * 16)]))
+        let planted = try reader.layerTensors(1).keys
+        let error = EngineError.nonFiniteValue(file: "shards/b/activations.safetensors", tensor: "layers.1.k", index: [4, 1, 5])
+        #expect(throws: error) { try head1.withUnsafeMutableBufferPointer { try planted.decodeSlice(head: 1, into: $0) } }
+        var rows = [Float](repeating: 0, count: 8 * 16)
+        #expect(throws: error) { try rows.withUnsafeMutableBufferPointer { try planted.decodeAll(into: $0) } }
+    }
+
+    @Test("pieces of one tensor must share its dtype and trailing axes")
+    func piecesDisagree() throws {
+        let directory = try TemporaryDirectory()
+        try writeSmallCapture(to: directory.url)
+        try FileManager.default.createDirectory(at: directory.path("more"), withIntermediateDirectories: true)
+        try SafetensorsWriter.write([SafetensorsTensor(name: "layers.1.q", dtype: .f16, shape: [1, 4, 8],
+                                                       values: [Float](repeating: 0, count: 32))],
+                                    to: directory.path("more/extra.safetensors"))
+        try CaptureEditing.editHeader(in: directory.url) { $0["tensor_files"] = ["activations.safetensors", "more/extra.safetensors"] }
+        #expect(throws: EngineError.invalidTensor(file: "more/extra.safetensors", tensor: "layers.1.q", message:
+            "a piece of a tensor also in 'activations.safetensors' must share its dtype and all axes but the first "
+            + "(F16 [1, 4, 8] vs F32 [3, 4, 8])")) { try CaptureReader.open(directory.url) }
     }
 
     @Test("a NaN planted in a capture is reported with its tensor and index")

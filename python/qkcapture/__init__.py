@@ -5,6 +5,9 @@ positions for every captured layer and head, with token strings and feature labe
 
 - `capture_hf(model, tokenizer, examples, path)` captures a Hugging Face transformers model
   (needs the `hf` extra: torch and transformers); `python -m qkcapture hf` does it from a shell.
+- `capture_transformer_lens(model, examples, path)` (a TransformerLens `TransformerBridge` or
+  `HookedTransformer`) and `capture_nnsight(lm, examples, path)` (an nnsight `LanguageModel`).
+- `merge(shard_paths, path)` joins the shards data-parallel workers wrote (`shard=(rank, world_size)`).
 - `CaptureWriter` writes vectors you computed yourself; `read_capture` reads a capture back.
 - `Example` / `read_examples`: prompts described as text with character spans.
 """
@@ -15,7 +18,10 @@ from .dtypes import bf16_bits_to_float32, float32_to_bf16_bits
 from .errors import CaptureError
 from .examples import Example, Target, read_examples
 from .hf import capture_hf
+from .merge import merge
+from .nnsight import capture_nnsight
 from .reader import Capture, Tensors, read_capture
+from .transformer_lens import capture_transformer_lens
 from .writer import FORMAT, VERSION, CaptureWriter
 
 try:
@@ -30,6 +36,9 @@ __all__ = [
     "Tensors",
     "read_capture",
     "capture_hf",
+    "capture_transformer_lens",
+    "capture_nnsight",
+    "merge",
     "Example",
     "Target",
     "read_examples",

@@ -35,6 +35,7 @@ class Argument:
     flag: bool = False
     default: Optional[str] = None
     choices: Optional[Sequence[str]] = None
+    many: bool = False  # a positional taking one value or more
 
     @property
     def positional(self) -> bool:
@@ -43,7 +44,7 @@ class Argument:
     @property
     def label(self) -> str:
         if self.positional:
-            return f"<{self.name}>"
+            return f"<{self.name}> ..." if self.many else f"<{self.name}>"
         return self.name if self.flag else f"{self.name} <{self.metavar or self.name.lstrip('-')}>"
 
 
@@ -134,7 +135,7 @@ def _parser(command: Command) -> _Parser:
     parser = _Parser(prog=f"{PROGRAM} {command.name}", add_help=False, allow_abbrev=False)
     for argument in command.arguments:
         if argument.positional:
-            parser.add_argument(argument.name)
+            parser.add_argument(argument.name, nargs="+" if argument.many else None)
         elif argument.flag:
             names = [argument.name] + ([argument.short] if argument.short else [])
             parser.add_argument(*names, action="store_true", dest=argument.name.lstrip("-").replace("-", "_"))
@@ -306,7 +307,40 @@ HF = Command(
     run=_run_hf,
 )
 
-COMMANDS: Dict[str, Command] = {HF.name: HF}
+
+# ---------------------------------------------------------------------------------- merge
+def _run_merge(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from .merge import merge
+    from .reader import read_capture
+
+    path = merge(args.shard, args.out, overwrite=bool(args.overwrite))
+    if not args.quiet:
+        capture = read_capture(path)
+        shape = capture.header["model"]
+        stdout.write(f"Merged {len(args.shard)} shards into {args.out}: {shape['name']} @ {shape['checkpoint']}, "
+                     f"{len(capture.prompts)} prompts, {len(capture.header['layers'])} layers (tensors hard-linked, "
+                     "not copied)\n")
+    return EXIT_OK
+
+
+MERGE = Command(
+    name="merge",
+    abstract="Join the shards of a data-parallel capture into one capture.",
+    discussion=("Each shard is a capture of the same model, checkpoint, layers and features over other prompts "
+                "(a worker's capture_hf(..., shard=(rank, world_size))). The merged capture lists the shards' "
+                "prompts one shard after another and hard-links their tensor files into sub-folders, so no tensor "
+                "is copied: --out must be on the shards' filesystem. Shards that disagree, repeat a prompt id or "
+                "miss a rank are refused and nothing is written. Then: qkcat ingest OUT."),
+    arguments=(
+        Argument("shard", "A shard's capture folder.", many=True),
+        Argument("--out", "The merged capture folder to write.", metavar="dir", required=True),
+        Argument("--overwrite", "Replace an existing capture at --out.", flag=True),
+        Argument("--quiet", "No summary.", short="-q", flag=True),
+    ),
+    run=_run_merge,
+)
+
+COMMANDS: Dict[str, Command] = {HF.name: HF, MERGE.name: MERGE}
 
 
 # ------------------------------------------------------------------------------------- main

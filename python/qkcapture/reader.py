@@ -103,6 +103,21 @@ def _open_safetensors(path: str, name: str) -> Dict[str, _StoredTensor]:
     return out
 
 
+def _join_pieces(tensor: str, pieces: List[_StoredTensor]) -> _StoredTensor:
+    """A tensor stored by rows in several files (shards joined by `merge`): its pieces in file order."""
+    if len(pieces) == 1:
+        return pieces[0]
+    first = pieces[0]
+    for piece in pieces[1:]:
+        if piece.dtype != first.dtype or piece.shape[1:] != first.shape[1:]:
+            raise CaptureError(f"{piece.file}: tensor {tensor!r}",
+                               f"is a piece of a tensor also in {first.file}, but has dtype {piece.dtype} and shape "
+                               f"{list(piece.shape)} where {first.file} has {first.dtype} and {list(first.shape)}; the "
+                               "pieces of a tensor share its dtype and every axis but the first")
+    data = np.concatenate([piece.data for piece in pieces])
+    return _StoredTensor(", ".join(piece.file for piece in pieces), first.dtype, tuple(data.shape), data)
+
+
 def read_capture(path: "os.PathLike[str] | str") -> Capture:
     """Read the capture directory at `path`, checking its header, prompts and tensor shapes.
 
@@ -155,12 +170,15 @@ def read_capture(path: "os.PathLike[str] | str") -> Capture:
         raise CaptureError("prompts.jsonl", f"cannot be read: {error}") from None
     key_count = sum(len(p.get("keys", [])) for p in prompts)
 
-    stored: Dict[str, _StoredTensor] = {}
-    for name in files:
+    pieces: Dict[str, List[_StoredTensor]] = {}
+    for index, name in enumerate(files):
+        parts = name.split("/")
+        if name.startswith("/") or "" in parts or ".." in parts:
+            raise CaptureError(f"capture.json: tensor_files[{index}]",
+                               f"{name!r} must be a relative path inside the capture folder")
         for tensor, item in _open_safetensors(os.path.join(path, name), name).items():
-            if tensor in stored:
-                raise CaptureError(f"{name}: tensor {tensor!r}", f"also appears in {stored[tensor].file}")
-            stored[tensor] = item
+            pieces.setdefault(tensor, []).append(item)
+    stored = {tensor: _join_pieces(tensor, items) for tensor, items in pieces.items()}
     for layer in layers:
         for side, shape in (("q", (len(prompts), model["n_heads"], model["d_head"])),
                             ("k", (key_count, model["n_kv_heads"], model["d_head"]))):

@@ -64,6 +64,29 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def check_target(path: str, overwrite: bool) -> None:
+    """Refuse a target that is a file, or a non-empty directory unless `overwrite`."""
+    if os.path.lexists(path):
+        if not os.path.isdir(path):
+            raise CaptureError("path", f"{path} exists and is not a directory")
+        if os.listdir(path) and not overwrite:
+            raise CaptureError("path", f"{path} exists and is not empty; pass overwrite=True to replace it")
+
+
+def publish_directory(work: str, path: str) -> None:
+    """Move the finished working directory `work` to `path`, replacing what is there only now."""
+    old = None
+    if os.path.isdir(path):
+        if os.listdir(path):
+            old = work + ".old"
+            os.rename(path, old)
+        else:
+            os.rmdir(path)
+    os.rename(work, path)
+    if old is not None:
+        _remove_tree(old)
+
+
 class CaptureWriter:
     """Write a QK capture directory one prompt at a time.
 
@@ -212,11 +235,7 @@ class CaptureWriter:
         return checked
 
     def _check_target(self) -> None:
-        if os.path.lexists(self.path):
-            if not os.path.isdir(self.path):
-                raise CaptureError("path", f"{self.path} exists and is not a directory")
-            if os.listdir(self.path) and not self.overwrite:
-                raise CaptureError("path", f"{self.path} exists and is not empty; pass overwrite=True to replace it")
+        check_target(self.path, self.overwrite)
 
     def _check_labels(self, labels: Any, field: str, prompt: str) -> Dict[str, str]:
         if labels is None:
@@ -455,16 +474,7 @@ class CaptureWriter:
 
     def _publish(self) -> None:
         self._check_target()
-        old = None
-        if os.path.isdir(self.path):
-            if os.listdir(self.path):
-                old = self._work + ".old"
-                os.rename(self.path, old)
-            else:
-                os.rmdir(self.path)
-        os.rename(self._work, self.path)
-        if old is not None:
-            _remove_tree(old)
+        publish_directory(self._work, self.path)
 
     def abort(self) -> None:
         """Drop everything written so far; the target path is left untouched."""

@@ -44,7 +44,10 @@ def score_function(family):
     return lambda x: x
 
 
-def check_against_attention(model, tokenizer, family, path, examples):
+def check_against_attention(model, tokenizer, family, path, examples, attentions_of=None):
+    """`attentions_of(text)`: the attention probabilities to compare with (default: `model`'s own, eager)."""
+    if attentions_of is None:
+        attentions_of = lambda text: attention_probabilities(model, tokenizer, text)  # noqa: E731
     cap = qkcapture.read_capture(path)
     header = cap.header["model"]
     scale = header["attention_scale"]
@@ -57,7 +60,7 @@ def check_against_attention(model, tokenizer, family, path, examples):
     ks = {layer: cap.tensors.k(layer).astype(np.float64) for layer in cap.header["layers"]}
     for row, (prompt, example) in enumerate(zip(cap.prompts, examples)):
         assert prompt["id"] == example["id"]
-        attentions = attention_probabilities(model, tokenizer, example["text"])
+        attentions = attentions_of(example["text"])
         positions = [key["position"] for key in prompt["keys"]]
         qpos = prompt["query"]["position"]
         for layer in cap.header["layers"]:

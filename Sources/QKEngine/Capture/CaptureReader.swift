@@ -77,23 +77,27 @@ public final class CaptureReader: Sendable {
             files.append(try SafetensorsFile(url: url, displayName: name))
         }
         let model = header.model
+        // A tensor in several files is stored in pieces of rows, in tensor_files order (joined shards).
         func find(_ name: String, expected: [Int], meaning: String) throws(EngineError) -> TensorView {
-            var found: TensorView?
+            var pieces: [TensorView] = []
             for file in files {
                 guard let result = file.floatTensor(named: name) else { continue }
-                if let first = found {
-                    throw .invalidTensor(file: file.displayName, tensor: name,
-                                         message: "also present in '\(first.file)'; a tensor must be in one file only")
-                }
                 switch result {
-                case let .success(view): found = view
+                case let .success(view):
+                    if let first = pieces.first, view.dtype != first.dtype || view.shape.dropFirst() != first.shape.dropFirst() {
+                        throw .invalidTensor(file: view.file, tensor: name, message:
+                            "a piece of a tensor also in '\(first.file)' must share its dtype and all axes but the first "
+                            + "(\(view.dtype.rawValue) \(view.shape) vs \(first.dtype.rawValue) \(first.shape))")
+                    }
+                    pieces.append(view)
                 case let .failure(error): throw error
                 }
             }
-            guard let view = found else {
+            guard !pieces.isEmpty else {
                 throw .invalidTensor(file: header.tensorFiles.joined(separator: ", "), tensor: name,
                                      message: "missing (capture.json lists its layer)")
             }
+            let view = pieces.count == 1 ? pieces[0] : TensorView(joining: pieces)
             guard view.shape == expected else {
                 throw .invalidTensor(file: view.file, tensor: name,
                                      message: "shape \(view.shape) does not match \(meaning) = \(expected)")

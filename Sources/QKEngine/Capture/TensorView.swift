@@ -21,31 +21,54 @@ public struct LayerTensors: @unchecked Sendable {
     }
 }
 
-/// A validated floating-point tensor inside a memory-mapped safetensors file.
+/// A validated floating-point tensor inside memory-mapped safetensors files.
 ///
-/// The view keeps its file mapped for as long as it exists. It is immutable and reads only, so
-/// several threads may decode from one view at once.
+/// A tensor is usually in one file; the shards of a data-parallel capture, joined without copying,
+/// hold it in pieces of consecutive rows, one per file (`joining`). The view keeps its files mapped
+/// for as long as it exists. It is immutable and reads only, so several threads may decode from one
+/// view at once.
 public struct TensorView: @unchecked Sendable {
-    /// The file holding the tensor, relative to the capture directory.
+    /// The file holding the tensor, relative to the capture directory (the pieces' files, comma-separated).
     public let file: String
     public let name: String
     public let dtype: TensorDType
     public let shape: [Int]
-    let mapping: MappedFile
-    /// The tensor's bytes within the mapped file.
-    let fileRange: Range<Int>
+    /// Rows `rows` of the tensor are the bytes `fileRange` of `mapping`.
+    struct Piece {
+        let mapping: MappedFile
+        let fileRange: Range<Int>
+        let rows: Range<Int>
+    }
+    let pieces: [Piece]
 
     init(mapping: MappedFile, name: String, dtype: TensorDType, shape: [Int], fileRange: Range<Int>) {
         self.file = mapping.displayName
-        self.mapping = mapping
         self.name = name
         self.dtype = dtype
         self.shape = shape
-        self.fileRange = fileRange
+        self.pieces = [Piece(mapping: mapping, fileRange: fileRange, rows: 0..<(shape.first ?? 1))]
+    }
+
+    /// One tensor from its pieces in row order; they share the dtype and every axis but the first.
+    init(joining views: [TensorView]) {
+        let first = views[0]
+        precondition(views.allSatisfy { $0.dtype == first.dtype && $0.shape.dropFirst() == first.shape.dropFirst() },
+                     "pieces of '\(first.name)' differ in dtype or trailing shape")
+        var pieces: [Piece] = []
+        var row = 0
+        for piece in views.flatMap(\.pieces) {
+            pieces.append(Piece(mapping: piece.mapping, fileRange: piece.fileRange, rows: row..<(row + piece.rows.count)))
+            row += piece.rows.count
+        }
+        self.file = views.map(\.file).joined(separator: ", ")
+        self.name = first.name
+        self.dtype = first.dtype
+        self.shape = [row] + first.shape.dropFirst()
+        self.pieces = pieces
     }
 
     /// Size of the tensor's data in bytes.
-    public var byteCount: Int { fileRange.count }
+    public var byteCount: Int { pieces.reduce(0) { $0 + $1.fileRange.count } }
 
     /// Number of elements (product of the shape).
     public var elementCount: Int { shape.reduce(1, *) }
@@ -56,25 +79,29 @@ public struct TensorView: @unchecked Sendable {
     /// beyond Float's range counts as infinite once narrowed).
     public func decodeSlice(head: Int, into destination: UnsafeMutableBufferPointer<Float>) throws(EngineError) {
         precondition(shape.count == 3, "decodeSlice needs a 3-D tensor, '\(name)' has shape \(shape)")
-        let rows = shape[0], heads = shape[1], width = shape[2]
+        let heads = shape[1], width = shape[2]
         precondition(head >= 0 && head < heads, "head \(head) outside 0..<\(heads) of '\(name)'")
-        precondition(destination.count >= rows * width, "destination holds \(destination.count) floats, needs \(rows * width)")
-        guard rows > 0, width > 0 else { return }
+        precondition(destination.count >= shape[0] * width, "destination holds \(destination.count) floats, needs \(shape[0] * width)")
+        guard width > 0 else { return }
         let elementSize = dtype.byteSize
         let rowStride = heads * width * elementSize
-        let source = mapping.base + fileRange.lowerBound + head * width * elementSize
-        let output = destination.baseAddress!
-        // One dtype switch per slice, so each row loop calls a known (inlined) decoder.
-        let badRow: Int?
-        switch dtype {
-        case .bf16: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeBF16, source, rowStride, output, width, rows)
-        case .f16: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF16, source, rowStride, output, width, rows)
-        case .f32: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF32, source, rowStride, output, width, rows)
-        case .f64: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF64, source, rowStride, output, width, rows)
-        }
-        if let row = badRow {
-            let bad = TensorDecoder.firstNonFinite(output + row * width, count: width)
-            throw .nonFiniteValue(file: file, tensor: name, index: [row, head, bad])
+        for piece in pieces where !piece.rows.isEmpty {
+            let rows = piece.rows.count
+            let source = piece.mapping.base + piece.fileRange.lowerBound + head * width * elementSize
+            let output = destination.baseAddress! + piece.rows.lowerBound * width
+            // One dtype switch per slice, so each row loop calls a known (inlined) decoder.
+            let badRow: Int?
+            switch dtype {
+            case .bf16: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeBF16, source, rowStride, output, width, rows)
+            case .f16: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF16, source, rowStride, output, width, rows)
+            case .f32: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF32, source, rowStride, output, width, rows)
+            case .f64: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF64, source, rowStride, output, width, rows)
+            }
+            if let row = badRow {
+                let bad = TensorDecoder.firstNonFinite(output + row * width, count: width)
+                throw .nonFiniteValue(file: piece.mapping.displayName, tensor: name,
+                                      index: [piece.rows.lowerBound + row, head, bad])
+            }
         }
     }
 
@@ -96,10 +123,22 @@ public struct TensorView: @unchecked Sendable {
         let total = rows.count * rowElements
         precondition(destination.count >= total, "destination holds \(destination.count) floats, needs \(total)")
         guard total > 0 else { return }
+        for piece in pieces {
+            let part = rows.clamped(to: piece.rows)
+            guard !part.isEmpty else { continue }
+            try decode(piece, rows: part, rowElements: rowElements,
+                       into: destination.baseAddress! + (part.lowerBound - rows.lowerBound) * rowElements)
+        }
+    }
+
+    /// Decodes rows `rows` (tensor row numbers, inside `piece`) to `output`.
+    private func decode(_ piece: Piece, rows: Range<Int>, rowElements: Int,
+                        into output: UnsafeMutablePointer<Float>) throws(EngineError) {
+        let total = rows.count * rowElements
         let chunk = 1 << 16
         let first = rows.lowerBound * rowElements
-        let source = mapping.base + fileRange.lowerBound + first * dtype.byteSize
-        let output = destination.baseAddress!
+        let source = piece.mapping.base + piece.fileRange.lowerBound
+            + (rows.lowerBound - piece.rows.lowerBound) * rowElements * dtype.byteSize
         var start = 0
         while start < total {
             let count = min(chunk, total - start)
@@ -110,7 +149,7 @@ public struct TensorView: @unchecked Sendable {
                     index[axis] = flat % shape[axis]
                     flat /= shape[axis]
                 }
-                throw .nonFiniteValue(file: file, tensor: name, index: index)
+                throw .nonFiniteValue(file: piece.mapping.displayName, tensor: name, index: index)
             }
             start += count
         }
@@ -118,7 +157,7 @@ public struct TensorView: @unchecked Sendable {
 
     /// Drops the tensor's pages from the resident set (`madvise(MADV_DONTNEED)`); the data stays readable.
     public func releasePages() {
-        mapping.releasePages(fileRange)
+        for piece in pieces { piece.mapping.releasePages(piece.fileRange) }
     }
 }
 
