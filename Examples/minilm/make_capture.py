@@ -24,6 +24,7 @@ of 6 x 12 x 32 halves each make 23 KB a prompt, so 200 prompts keep the capture 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -92,6 +93,23 @@ def make_prompts(n_prompts: int, ordinal_share: float, seed: int) -> List[dict]:
             "query_labels": query_labels,
         })
     return prompts
+
+
+def span_examples(prompts: List[dict]) -> List[dict]:
+    """The prompts as text examples for `qkcapture hf` / `capture_hf`: the items and the question's word by
+    character span, labelled as `build` labels them (Examples/minilm/examples.jsonl holds the 200 of the
+    bundled capture)."""
+    examples = []
+    for prompt in prompts:
+        text, keys, cursor = prompt["text"], [], 0
+        for order, (item, category) in enumerate(zip(prompt["items"], prompt["item_categories"])):
+            start = text.index(item, cursor)
+            cursor = start + len(item)
+            keys.append({"char_span": [start, cursor], "labels": {"category": category, "order": str(order)}})
+        start = text.rindex(prompt["query_word"])
+        query = {"char_span": [start, start + len(prompt["query_word"])], "labels": prompt["query_labels"]}
+        examples.append({"id": prompt["id"], "text": text, "query": query, "keys": keys})
+    return examples
 
 
 def locate(tokens: List[str], prompt: dict) -> tuple:
@@ -163,7 +181,14 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="f16", choices=["f16", "bf16", "f32"])
     parser.add_argument("--overwrite", action="store_true", help="replace an existing capture at --out")
+    parser.add_argument("--examples-out", type=Path, metavar="JSONL",
+                        help="write the prompts as text examples for `qkcapture hf` instead (no model needed)")
     args = parser.parse_args(argv)
+    if args.examples_out:
+        examples = span_examples(make_prompts(args.prompts, args.ordinal_share, args.seed))
+        args.examples_out.write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
+        print(f"wrote {args.examples_out} ({len(examples)} examples)")
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = build(args.out, args.prompts, args.ordinal_share, args.seed, args.dtype, overwrite=args.overwrite)
     size = sum(f.stat().st_size for f in Path(path).iterdir())
