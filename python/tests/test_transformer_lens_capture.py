@@ -112,3 +112,34 @@ def test_bad_arguments_are_refused(tmp_path, bridges):
     with pytest.raises(qkcapture.CaptureError, match="shard"):
         qkcapture.capture_transformer_lens(bridge, random_examples(1), tmp_path / "cap", shard=(2, 2))
     assert not (tmp_path / "cap").exists()
+
+
+def transformer_lens_3():
+    """Where TransformerLens 3 is installed beside TransformerLens 4 (`make test` puts it in .venv)."""
+    import os
+    import pathlib
+
+    configured = os.environ.get("QKCAPTURE_TRANSFORMER_LENS_3")
+    path = pathlib.Path(configured) if configured else pathlib.Path(__file__).resolve().parents[2] / ".venv" / "transformer-lens-3"
+    return path if (path / "transformer_lens" / "HookedTransformer.py").exists() else None
+
+
+def test_legacy_hooked_transformer_matches_its_attention_pattern(tmp_path):
+    """TransformerLens 3's HookedTransformer, in a process that imports it instead of TransformerLens 4."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    site = transformer_lens_3()
+    if site is None:
+        pytest.skip("TransformerLens 3 is not installed beside TransformerLens 4 (make test installs it)")
+    tests = pathlib.Path(__file__).resolve().parent
+    package_root = pathlib.Path(qkcapture.__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, [site, package_root, tests])))
+    run = subprocess.run([sys.executable, str(tests / "legacy_lens.py"), str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 2 and "rotary" in lines[0] and "standard" in lines[1], run.stdout
+    assert all(int(line.split(": ")[1].split()[0]) > 0 for line in lines)
