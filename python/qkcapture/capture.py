@@ -364,6 +364,26 @@ def write_capture(frontend: Frontend, tokenizer: Any, examples: ExamplesSource, 
     return writer.path
 
 
+def capture_model(frontend: Frontend, model: Any, tokenizer: Any, examples: ExamplesSource,
+                  path: "os.PathLike[str] | str", *, provenance: Mapping[str, str],
+                  dataset: Optional[Mapping[str, Any]] = None, **options: Any) -> str:
+    """`write_capture` with `model` in eval mode (its mode restored afterwards), as every `capture_*` runs it.
+
+    `dataset` defaults to `provenance` (the generator and the library's version) plus the
+    examples file's name when `examples` is a path.
+    """
+    if dataset is None:
+        dataset = dict(provenance)
+        if isinstance(examples, (str, os.PathLike)):
+            dataset["examples"] = os.path.basename(os.fspath(examples))
+    was_training = model.training
+    model.eval()
+    try:
+        return write_capture(frontend, tokenizer, examples, path, dataset=dataset, **options)
+    finally:
+        model.train(was_training)
+
+
 def _add_batch(writer: CaptureWriter, tokenizer: Any, batch: Batch, vectors: LayerVectors) -> None:
     offset = 0
     for row, prompt in enumerate(batch.prompts):

@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from .capture import Batch, ExamplesSource, LayerVectors, ModelShape, Shard, write_capture
+from .capture import Batch, ExamplesSource, LayerVectors, ModelShape, Shard, capture_model
 from .errors import CaptureError
 
 # model_type -> (attention module class, positional kind of the captured vectors)
@@ -248,18 +248,10 @@ def capture_hf(model: Any, tokenizer: Any, examples: ExamplesSource, path: "os.P
     path; on any error nothing is left at `path`.
     """
     frontend = HFFrontend(model, layers=layers, model_name=model_name, checkpoint=checkpoint)
-    if dataset is None:
-        dataset = {"generator": "qkcapture.capture_hf", "transformers": _transformers_version()}
-        if isinstance(examples, (str, os.PathLike)):
-            dataset["examples"] = os.path.basename(os.fspath(examples))
-    was_training = model.training
-    model.eval()
-    try:
-        return write_capture(frontend, tokenizer, examples, path, features=features, dtype=dtype,
-                             batch_size=batch_size, overwrite=overwrite, token=token, max_length=max_length,
-                             dataset=dataset, progress=progress, shard=shard)
-    finally:
-        model.train(was_training)
+    return capture_model(frontend, model, tokenizer, examples, path,
+                         provenance={"generator": "qkcapture.capture_hf", "transformers": _transformers_version()}, dataset=dataset,
+                         features=features, dtype=dtype, batch_size=batch_size, overwrite=overwrite, token=token,
+                         max_length=max_length, progress=progress, shard=shard)
 
 
 def _transformers_version() -> str:

@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .capture import Batch, ExamplesSource, LayerVectors, Shard, write_capture
+from .capture import Batch, ExamplesSource, LayerVectors, Shard, capture_model
 from .errors import CaptureError
 from .hf import HFFrontend
 
@@ -88,19 +88,10 @@ def capture_nnsight(lm: Any, examples: ExamplesSource, path: "os.PathLike[str] |
     tokenizer = getattr(lm, "tokenizer", None)
     if tokenizer is None:
         raise CaptureError("model", "has no tokenizer; create the LanguageModel with tokenizer=...")
-    if dataset is None:
-        dataset = {"generator": "qkcapture.capture_nnsight", "nnsight": _version()}
-        if isinstance(examples, (str, os.PathLike)):
-            dataset["examples"] = os.path.basename(os.fspath(examples))
-    model = frontend.hf.model
-    was_training = model.training
-    model.eval()
-    try:
-        return write_capture(frontend, tokenizer, examples, path, features=features, dtype=dtype,
-                             batch_size=batch_size, overwrite=overwrite, token=token, max_length=max_length,
-                             dataset=dataset, progress=progress, shard=shard)
-    finally:
-        model.train(was_training)
+    return capture_model(frontend, frontend.hf.model, tokenizer, examples, path,
+                         provenance={"generator": "qkcapture.capture_nnsight", "nnsight": _version()}, dataset=dataset,
+                         features=features, dtype=dtype, batch_size=batch_size, overwrite=overwrite, token=token,
+                         max_length=max_length, progress=progress, shard=shard)
 
 
 def _version() -> str:

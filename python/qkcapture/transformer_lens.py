@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .capture import Batch, ExamplesSource, LayerVectors, ModelShape, Shard, write_capture
+from .capture import Batch, ExamplesSource, LayerVectors, ModelShape, Shard, capture_model
 from .errors import CaptureError
 from .hf import HFFrontend
 
@@ -171,18 +171,10 @@ def capture_transformer_lens(model: Any, examples: ExamplesSource, path: "os.Pat
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise CaptureError("model", "has no tokenizer; boot it with one (tokenizer=...)")
-    if dataset is None:
-        dataset = {"generator": "qkcapture.capture_transformer_lens", "transformer_lens": _version()}
-        if isinstance(examples, (str, os.PathLike)):
-            dataset["examples"] = os.path.basename(os.fspath(examples))
-    was_training = model.training
-    model.eval()
-    try:
-        return write_capture(frontend, tokenizer, examples, path, features=features, dtype=dtype,
-                             batch_size=batch_size, overwrite=overwrite, token=token, max_length=max_length,
-                             dataset=dataset, progress=progress, shard=shard)
-    finally:
-        model.train(was_training)
+    return capture_model(frontend, model, tokenizer, examples, path,
+                         provenance={"generator": "qkcapture.capture_transformer_lens", "transformer_lens": _version()}, dataset=dataset,
+                         features=features, dtype=dtype, batch_size=batch_size, overwrite=overwrite, token=token,
+                         max_length=max_length, progress=progress, shard=shard)
 
 
 def _version() -> str:
