@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -126,8 +126,11 @@ class HFFrontend:
         n_heads = int(config.num_attention_heads)
         n_kv_heads = int(getattr(config, "num_key_value_heads", None) or n_heads)
         first = self.modules[0]
-        d_head = next(int(v) for v in (getattr(first, a, None) for a in ("head_dim", "head_size", "attention_head_size"))
-                      if v is not None)
+        sizes = [getattr(first, name, None) for name in ("head_dim", "head_size", "attention_head_size")]
+        d_head = next((int(v) for v in sizes if v is not None), 0)
+        if d_head <= 0:
+            raise CaptureError("model", f"{type(first).__name__} does not say its head size; capture_hf cannot "
+                               "capture this model")
         scales = {float(getattr(self.modules[L], "scaling", d_head ** -0.5)) for L in self.layers}
         if model_name is None:
             model_name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
@@ -140,6 +143,8 @@ class HFFrontend:
                                 n_kv_heads=n_kv_heads, d_head=d_head, positional=positional,
                                 attention_scale=scales.pop() if len(scales) == 1 else None)
         self._stop_after = max(self.layers)
+        self._base = model.base_model  # skips any head: only the attention is read
+        self._use_cache = _takes_use_cache(self._base)
         self._layer_of = {id(m): i for i, m in enumerate(self.modules)}
         self._wanted = set(self.layers)
 
@@ -205,10 +210,11 @@ class HFFrontend:
         found: Dict[int, Tuple[Any, Any]] = {}
         device = next(self.model.parameters()).device
         inputs = {"input_ids": batch.input_ids.to(device), "attention_mask": batch.attention_mask.to(device)}
-        base = self.model.base_model  # skips the LM head: only the attention is read
+        if self._use_cache:
+            inputs["use_cache"] = False
         with torch.inference_mode(), self._recording(batch, found):
             try:
-                base(**inputs, use_cache=False) if _takes_use_cache(base) else base(**inputs)
+                self._base(**inputs)
             except _StopForward:
                 pass
         missing = [L for L in self.layers if L not in found]
