@@ -192,7 +192,8 @@ class HFFrontend:
 
         try:
             for config, implementation in configs.values():
-                inner = implementation if implementation in _IMPLEMENTATIONS else "sdpa"
+                # No implementation set means transformers' fallback, the family's eager function.
+                inner = "eager" if implementation in (None, "eager") else "sdpa"
                 config._attn_implementation_internal = _registered_name(inner)
             for module in self.modules:
                 setattr(module, _RECORDER, record)
