@@ -15,6 +15,7 @@ Only architectures checked against their own attention probabilities are accepte
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -131,7 +132,8 @@ class HFFrontend:
         if d_head <= 0:
             raise CaptureError("model", f"{type(first).__name__} does not say its head size; capture_hf cannot "
                                "capture this model")
-        scales = {float(getattr(self.modules[L], "scaling", d_head ** -0.5)) for L in self.layers}
+        self._scale_of = {L: float(getattr(self.modules[L], "scaling", d_head ** -0.5)) for L in self.layers}
+        scales = set(self._scale_of.values())
         if model_name is None:
             model_name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
             if not model_name:
@@ -186,6 +188,9 @@ class HFFrontend:
                     raise RuntimeError(f"layer {layer}: the attention received q {list(query.shape)} and k "
                                        f"{list(key.shape)}, expected [B, {expected[0]}, T, {expected[2]}] and "
                                        f"[B, {expected[1]}, T, {expected[2]}]")
+                if scaling is not None and not math.isclose(float(scaling), self._scale_of[layer], rel_tol=1e-9):
+                    raise RuntimeError(f"layer {layer}: the attention scales q·k by {float(scaling)}, not by the "
+                                       f"module's scaling {self._scale_of[layer]}; capture_hf cannot capture this model")
                 found[layer] = (batch.select_queries(query).float().cpu(), batch.select_keys(key).float().cpu())
             if layer == self._stop_after:
                 raise _StopForward
