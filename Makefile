@@ -55,7 +55,7 @@ $(PY_STAMP): python/pyproject.toml
 test-python: $(PY_STAMP)
 	cd python && QKCAT_BIN=.build/debug/qkcat HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
 
-bench: deps
+bench: deps $(PY_STAMP)
 	Benchmarks/run.sh
 
 clean:

@@ -8,13 +8,15 @@ A Llama-shaped model with random weights, built from a config (no download): 8 l
 4096 words through a word-level fast tokenizer; prompts of 96 words (97 tokens with BOS), the
 query at the last word and 12 keys by character span; every layer captured, BF16, batches of 8.
 
-Each measurement runs in a fresh child process with torch limited to the machine's cores:
+Each measurement runs in a fresh child process:
 - `forward`: the base model's forward passes over the same padded batches (tokenized before the
   clock starts), as `model.base_model(input_ids, attention_mask)` does with no capture at all;
+- `forward_to_last`: the same, stopped where a capture of every layer stops (at the last layer's
+  attention), i.e. the model's share of the capture's work;
 - `capture`: the whole `capture_hf` call (checking and tokenizing the examples from a JSONL file,
   the forward passes, gathering q and k, converting and writing the capture).
-Children alternate forward / capture so that the load of a shared machine hits both alike.
-Throughput: prompts/s and capture MB/s; the overhead is capture time / forward time − 1. Peak RSS
+Children alternate the three so that the load of a shared machine hits all alike. Throughput:
+prompts/s and capture MB/s; overheads are capture time / forward time − 1. Peak RSS
 is the child's ru_maxrss; its baseline is the RSS after building the model and the tokenizer.
 """
 from __future__ import annotations
@@ -87,13 +89,22 @@ def child(mode: str, n_prompts: int, batch_size: int, directory: str) -> dict:
     if not os.path.exists(examples):
         write_examples(examples, n_prompts, words)
     baseline = rss_kib()
-    if mode == "forward":
+    if mode in ("forward", "forward_to_last"):
         prompts = [tokenize_example(tokenizer, e) for e in iter_examples(examples)]
         batches = [Batch(prompts[i:i + batch_size], 0) for i in range(0, len(prompts), batch_size)]
+        if mode == "forward_to_last":
+            # The work a capture of every layer needs: it stops inside the last layer's attention.
+            def stop(*_):
+                raise StopIteration
+
+            model.base_model.layers[-1].self_attn.register_forward_pre_hook(stop)
         start = time.perf_counter()
         with torch.inference_mode():
             for batch in batches:
-                model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+                try:
+                    model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+                except StopIteration:
+                    pass
         seconds = time.perf_counter() - start
         size = 0
     else:
@@ -126,13 +137,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {os.cpu_count()} cores; "
           f"Llama-shaped: 8 layers, hidden 512, 8 heads / 2 kv heads, d_head 64; {PROMPT_WORDS + 1} tokens a prompt, "
           f"{N_KEYS} keys, batch {args.batch_size}, BF16, median of {args.repeats}")
-    print("| prompts | forward | capture_hf | overhead | prompts/s | MB/s | capture MB | peak − baseline (capture) |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| prompts | forward | forward to last attention | capture_hf | vs forward | vs same work | prompts/s "
+          "| MB/s | capture MB | peak − baseline |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(dir=os.path.join(HERE, "out") if os.path.isdir(os.path.join(HERE, "out")) else None) as directory:
         for n in [int(x) for x in args.prompts.split(",")]:
-            runs = {"forward": [], "capture": []}
+            runs = {"forward": [], "forward_to_last": [], "capture": []}
             for _ in range(args.repeats):
-                for mode in ("forward", "capture"):
+                for mode in runs:
                     done = subprocess.run([sys.executable, __file__, "--batch-size", str(args.batch_size), "--child",
                                            mode, str(n), directory], capture_output=True, text=True, check=True)
                     record = json.loads(done.stdout.strip().splitlines()[-1])
@@ -140,11 +152,13 @@ def main() -> None:
                     with open(os.path.join(HERE, "out", "results.jsonl"), "a") if os.path.isdir(os.path.join(HERE, "out")) else open(os.devnull, "w") as log:
                         log.write(json.dumps(record) + "\n")
             forward = statistics.median(r["seconds"] for r in runs["forward"])
+            same_work = statistics.median(r["seconds"] for r in runs["forward_to_last"])
             capture = statistics.median(r["seconds"] for r in runs["capture"])
             size = runs["capture"][0]["bytes"] / 1e6
             growth = statistics.median((r["peak_rss_kib"] - r["baseline_rss_kib"]) / 1024 for r in runs["capture"])
-            print(f"| {n} | {forward:.2f} s | {capture:.2f} s | {100 * (capture / forward - 1):+.1f}% | "
-                  f"{n / capture:.1f} | {size / capture:.1f} | {size:.1f} | {growth:.0f} MB |", flush=True)
+            print(f"| {n} | {forward:.2f} s | {same_work:.2f} s | {capture:.2f} s | {100 * (capture / forward - 1):+.1f}% | "
+                  f"{100 * (capture / same_work - 1):+.1f}% | {n / capture:.1f} | {size / capture:.1f} | {size:.1f} | "
+                  f"{growth:.0f} MB |", flush=True)
 
 
 if __name__ == "__main__":

@@ -52,4 +52,7 @@ python3 Benchmarks/time_command.py qkcat-search 30 .build/release/qkcat search "
 # The Python capture writer (issue 6): MB/s and peak memory at two prompt counts (a text table).
 PYTHONPATH=python python3 Benchmarks/capture_writer_bench.py --prompts 500,2000 --repeats "$REPEAT" | tee "$OUT/capture_writer.txt"
 
+# capture_hf against the bare forward passes (torch and transformers from the .venv of `make test`).
+.venv/bin/python Benchmarks/hf_capture_bench.py --prompts 128,512 --repeats "$REPEAT" | tee "$OUT/hf_capture.txt"
+
 python3 Benchmarks/summarize.py "$RESULTS"

@@ -21,17 +21,12 @@ import itertools
 import os
 import sys
 from dataclasses import dataclass
-from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Sized, Tuple, Union)
-
-try:  # Protocol is in typing from Python 3.8
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore[assignment,misc]
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Sized, Tuple, Union
 
 import numpy as np
 
 from .errors import CaptureError
-from .examples import TOKEN_CHOICES, Example, ExampleLike, Target, iter_examples, read_examples
+from .examples import TOKEN_CHOICES, Example, ExampleLike, Target, iter_examples
 from .writer import CaptureWriter
 
 ExamplesSource = Union[Iterable[ExampleLike], "os.PathLike[str]", str]
@@ -76,13 +71,8 @@ def _encode(tokenizer: Any, text: str, max_length: Optional[int], span_field: Op
                 "token positions", example_id)
         kwargs["return_offsets_mapping"] = True
     encoded = tokenizer(text, **kwargs)
-    ids = encoded["input_ids"]
-    if ids and isinstance(ids[0], list):  # a batch of one
-        ids = ids[0]
-    offsets = encoded.get("offset_mapping") if want_offsets else None
-    if offsets is not None and offsets and isinstance(offsets[0], list) and offsets[0] and isinstance(offsets[0][0], (list, tuple)):
-        offsets = offsets[0]
-    return [int(i) for i in ids], offsets
+    offsets = [(int(s), int(e)) for s, e in encoded["offset_mapping"]] if want_offsets else None
+    return [int(i) for i in encoded["input_ids"]], offsets
 
 
 def _resolve(target: Target, where: str, example: Example, n_tokens: int, offsets, truncated_to: Optional[int],

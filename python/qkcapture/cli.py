@@ -11,7 +11,7 @@ import os
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, TextIO
 
 from .errors import CaptureError

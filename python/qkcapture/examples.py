@@ -19,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from numbers import Integral
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 from .errors import CaptureError
 
@@ -180,13 +180,3 @@ def iter_examples(examples: Union[Iterable[ExampleLike], "os.PathLike[str]", str
         raise CaptureError("examples", f"must be a list of examples or a path, got {type(examples).__name__}") from None
     for index, value in enumerate(iterator):
         yield as_example(value, index)
-
-
-def label_names(examples: Iterable[Example]) -> List[str]:
-    """Every label name used by the query or a key of the examples, in order of first use."""
-    seen: Dict[str, None] = {}
-    for example in examples:
-        for target in (example.query, *example.keys):
-            for name in target.labels:
-                seen.setdefault(name, None)
-    return list(seen)

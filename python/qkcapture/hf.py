@@ -15,10 +15,11 @@ Only architectures checked against their own attention probabilities are accepte
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -126,9 +127,13 @@ class HFFrontend:
         n_heads = int(config.num_attention_heads)
         n_kv_heads = int(getattr(config, "num_key_value_heads", None) or n_heads)
         first = self.modules[0]
-        d_head = next(int(v) for v in (getattr(first, a, None) for a in ("head_dim", "head_size", "attention_head_size"))
-                      if v is not None)
-        scales = {float(getattr(self.modules[L], "scaling", d_head ** -0.5)) for L in self.layers}
+        sizes = [getattr(first, name, None) for name in ("head_dim", "head_size", "attention_head_size")]
+        d_head = next((int(v) for v in sizes if v is not None), 0)
+        if d_head <= 0:
+            raise CaptureError("model", f"{type(first).__name__} does not say its head size; capture_hf cannot "
+                               "capture this model")
+        self._scale_of = {L: float(getattr(self.modules[L], "scaling", d_head ** -0.5)) for L in self.layers}
+        scales = set(self._scale_of.values())
         if model_name is None:
             model_name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
             if not model_name:
@@ -140,6 +145,8 @@ class HFFrontend:
                                 n_kv_heads=n_kv_heads, d_head=d_head, positional=positional,
                                 attention_scale=scales.pop() if len(scales) == 1 else None)
         self._stop_after = max(self.layers)
+        self._base = model.base_model  # skips any head: only the attention is read
+        self._use_cache = _takes_use_cache(self._base)
         self._layer_of = {id(m): i for i, m in enumerate(self.modules)}
         self._wanted = set(self.layers)
 
@@ -181,13 +188,17 @@ class HFFrontend:
                     raise RuntimeError(f"layer {layer}: the attention received q {list(query.shape)} and k "
                                        f"{list(key.shape)}, expected [B, {expected[0]}, T, {expected[2]}] and "
                                        f"[B, {expected[1]}, T, {expected[2]}]")
+                if scaling is not None and not math.isclose(float(scaling), self._scale_of[layer], rel_tol=1e-9):
+                    raise RuntimeError(f"layer {layer}: the attention scales q·k by {float(scaling)}, not by the "
+                                       f"module's scaling {self._scale_of[layer]}; capture_hf cannot capture this model")
                 found[layer] = (batch.select_queries(query).float().cpu(), batch.select_keys(key).float().cpu())
             if layer == self._stop_after:
                 raise _StopForward
 
         try:
             for config, implementation in configs.values():
-                inner = implementation if implementation in _IMPLEMENTATIONS else "sdpa"
+                # No implementation set means transformers' fallback, the family's eager function.
+                inner = "eager" if implementation in (None, "eager") else "sdpa"
                 config._attn_implementation_internal = _registered_name(inner)
             for module in self.modules:
                 setattr(module, _RECORDER, record)
@@ -205,10 +216,11 @@ class HFFrontend:
         found: Dict[int, Tuple[Any, Any]] = {}
         device = next(self.model.parameters()).device
         inputs = {"input_ids": batch.input_ids.to(device), "attention_mask": batch.attention_mask.to(device)}
-        base = self.model.base_model  # skips the LM head: only the attention is read
+        if self._use_cache:
+            inputs["use_cache"] = False
         with torch.inference_mode(), self._recording(batch, found):
             try:
-                base(**inputs, use_cache=False) if _takes_use_cache(base) else base(**inputs)
+                self._base(**inputs)
             except _StopForward:
                 pass
         missing = [L for L in self.layers if L not in found]

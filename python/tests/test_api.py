@@ -74,3 +74,13 @@ def test_typed_and_versioned():
     except PackageNotFoundError:
         pytest.skip("qkcapture is not installed (running from the source tree)")
     assert qkcapture.__version__ == installed
+
+
+def test_importing_qkcapture_imports_neither_torch_nor_transformers():
+    import subprocess
+    import sys
+
+    code = "import sys, qkcapture; print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "[]"

@@ -5,8 +5,6 @@ scale·(q·k_a − q·k_b) = log(attn[a] / attn[b]), with attn the model's own e
 probabilities (output_attentions=True). Gemma 2 soft-caps its scores: the comparison applies the
 cap. BERT attends both ways (no causal mask), so its keys may follow the query.
 """
-import json
-import math
 
 import numpy as np
 import pytest

@@ -17,7 +17,7 @@ from transformers import (AutoModel, AutoModelForCausalLM, BertConfig, Gemma2Con
                           Qwen2Config, Qwen3Config)
 
 WORDS = ("apple pear plum grape dog cat cow horse red blue green gray car bus boat train "
-         "which are the is in box list here a of , . ? :").split()
+         "fruit animal color vehicle which are the is in box list here a of , . ? :").split()
 CATEGORIES = {"fruit": "apple pear plum grape".split(), "animal": "dog cat cow horse".split(),
               "color": "red blue green gray".split(), "vehicle": "car bus boat train".split()}
 SOFTCAP = 2.0  # Gemma 2's attention logit soft-cap, low enough to bend the scores here
