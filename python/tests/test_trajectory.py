@@ -1,0 +1,122 @@
+"""The committed training trajectory (Examples/trajectory): the final checkpoint answers both
+tasks, the category feature emerges in one head (its subspace moves from unrelated to final,
+its σ₁ grows), and the training script reproduces the committed step0 capture."""
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qkcapture
+
+TRAJECTORY = Path(__file__).resolve().parents[2] / "Examples" / "trajectory"
+
+
+def checkpoints():
+    """The committed captures, in training order."""
+    found = [p for p in TRAJECTORY.iterdir() if p.is_dir() and re.fullmatch(r"step\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name[4:]))
+
+
+def contrast(capture, layer, feature):
+    """ΔC of every head for `feature`, pooled: mean q kᵀ over positive pairs minus over negative
+    pairs, pairs being (a prompt's query, one of its keys) that both carry the feature."""
+    model = capture.header["model"]
+    group = model["n_heads"] // model["n_kv_heads"]
+    q, k = capture.tensors.q(layer).astype(np.float64), capture.tensors.k(layer).astype(np.float64)
+    plus = np.zeros((model["n_heads"], model["d_head"], model["d_head"]))
+    minus = np.zeros_like(plus)
+    n_plus = n_minus = 0
+    start = 0
+    for p, prompt in enumerate(capture.prompts):
+        asked = prompt["query"].get("labels", {}).get(feature)
+        keys = prompt["keys"]
+        if asked is not None:
+            for j, key in enumerate(keys):
+                value = key.get("labels", {}).get(feature)
+                if value is None:
+                    continue
+                outer = np.einsum("hi,hj->hij", q[p], np.repeat(k[start + j], group, axis=0))
+                if value == asked:
+                    plus += outer
+                    n_plus += 1
+                else:
+                    minus += outer
+                    n_minus += 1
+        start += len(keys)
+    return plus / n_plus - minus / n_minus
+
+
+def decompose(delta, energy=0.99):
+    u, s, vt = np.linalg.svd(delta)
+    share = np.cumsum(s ** 2) / np.sum(s ** 2)
+    rank = int(np.searchsorted(share, energy - 1e-12) + 1)
+    return s[0], rank, u[:, :rank], vt[:rank].T
+
+
+def similarity(a, b):
+    """qkcat's subspace similarity: ‖AᵀB‖²_F / max rank, averaged over the query and key sides."""
+    sides = [np.sum((x.T @ y) ** 2) / max(x.shape[1], y.shape[1]) for x, y in ((a[2], b[2]), (a[3], b[3]))]
+    return float(np.mean(sides))
+
+
+@pytest.fixture(scope="module")
+def trajectory():
+    steps = checkpoints()
+    assert len(steps) >= 8, [p.name for p in steps]
+    return [qkcapture.read_capture(p) for p in steps]
+
+
+def test_captures_are_small_f16_and_record_accuracy(trajectory):
+    size = sum(f.stat().st_size for p in checkpoints() for f in p.iterdir())
+    assert size <= 15_000_000, size
+    names = [c.header["model"]["checkpoint"] for c in trajectory]
+    assert names[0] == "step0" and names == [p.name for p in checkpoints()]
+    steps = [int(n[4:]) for n in names]
+    # Log-spaced: after step 1 each step at least doubles the previous one.
+    assert all(b >= 2 * a for a, b in zip(steps[1:], steps[2:])), steps
+    for capture in trajectory:
+        assert all(capture.tensors.dtype(name) == "F16" for name in capture.tensors)
+        assert capture.header["model"]["name"] == trajectory[0].header["model"]["name"]
+        accuracy = capture.header["dataset"]["accuracy"]
+        assert set(accuracy) == {"filter", "binding"} and all(0 <= a <= 1 for a in accuracy.values())
+    final = trajectory[-1].header["dataset"]["accuracy"]
+    assert final["filter"] >= 0.9 and final["binding"] >= 0.9, final
+    first = trajectory[0].header["dataset"]["accuracy"]
+    assert first["filter"] < 0.5 and first["binding"] < 0.5, first
+
+
+def test_the_category_feature_emerges_in_one_head(trajectory):
+    last = trajectory[-1]
+    layers = last.header["layers"]
+    final = {L: [decompose(d) for d in contrast(last, L, "category")] for L in layers}
+    layer, head = max(((L, h) for L in layers for h in range(len(final[L]))), key=lambda lh: final[lh[0]][lh[1]][0])
+    target = final[layer][head]
+    path = [decompose(contrast(c, layer, "category")[head]) for c in trajectory]
+    sims = [similarity(state, target) for state in path]
+    sigma = [state[0] for state in path]
+    assert sims[0] < 0.5, sims
+    assert max(sims[:-1]) >= 0.9, sims
+    assert sigma[-1] >= 3 * sigma[0], sigma
+    assert similarity(path[-1], target) == pytest.approx(1.0)
+
+
+def test_training_script_reproduces_the_committed_first_checkpoints(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    spec = importlib.util.spec_from_file_location("trajectory_train", TRAJECTORY / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    results = train.train(tmp_path / "captures", tmp_path / "checkpoints", stop_after=2, log=lambda *_: None)
+    assert sorted(results) == [0, 1, 2]
+    for name in ("step0", "step1", "step2"):
+        ours, committed = tmp_path / "captures" / name, TRAJECTORY / name
+        assert json.loads((ours / "capture.json").read_text()) == json.loads((committed / "capture.json").read_text())
+        assert (ours / "prompts.jsonl").read_bytes() == (committed / "prompts.jsonl").read_bytes()
+        for tensor_file in json.loads((committed / "capture.json").read_text())["tensor_files"]:
+            assert (ours / tensor_file).read_bytes() == (committed / tensor_file).read_bytes(), name
+    # The saved checkpoint loads back and is the model that was captured.
+    assert (tmp_path / "checkpoints" / "step2" / "config.json").exists()
