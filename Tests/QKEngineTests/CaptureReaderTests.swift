@@ -144,6 +144,16 @@ struct CaptureHeaderValidationTests {
         reader = try CaptureReader.open(directory.url)
         #expect(reader.header.datasetJSON == #"{"a":{"y":true,"z":null},"b":[1,2.5,"x/y"]}"#)
     }
+
+    @Test("model.attention_scale (optional, written by qkcapture.capture_hf) is accepted and ignored")
+    func attentionScaleIsIgnored() throws {
+        let directory = try TemporaryDirectory()
+        try writeSmallCapture(to: directory.url)
+        let before = try CaptureReader.open(directory.url).header.model
+        try CaptureEditing.editHeaderObject(in: directory.url, "model") { $0["attention_scale"] = 0.35355339059327373 }
+        let reader = try CaptureReader.open(directory.url)
+        #expect(reader.header.model == before)
+    }
 }
 
 @Suite("Capture validation: prompts.jsonl")

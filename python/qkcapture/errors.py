@@ -5,10 +5,11 @@ from typing import Optional
 
 
 class CaptureError(ValueError):
-    """Invalid input to the writer, or an invalid capture on reading.
+    """Invalid input to the writer or to a capture frontend, or an invalid capture on reading.
 
     `field` names what is wrong (`tokens`, `keys[3].labels`, `q[layer 5]`, `capture.json: version`),
-    `prompt` the prompt id when the error concerns one prompt, `message` says what is wrong.
+    `prompt` the prompt (example) id when the error concerns one prompt, `message` says what is
+    wrong. Picklable, so it crosses process boundaries (multiprocessing, DataLoader workers).
     """
 
     def __init__(self, field: str, message: str, prompt: Optional[str] = None):
@@ -17,3 +18,6 @@ class CaptureError(ValueError):
         self.message = message
         where = f"prompt {prompt!r}: " if prompt is not None else ""
         super().__init__(f"{where}{field}: {message}")
+
+    def __reduce__(self):
+        return (type(self), (self.field, self.message, self.prompt))

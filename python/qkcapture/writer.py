@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import shutil
 import struct
-import tempfile
+import warnings
 import weakref
 from numbers import Integral
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
@@ -29,6 +30,8 @@ POSITIONAL_KINDS = ("post-rope", "pre-rope", "none")
 DEFAULT_TENSOR_FILE = "activations.safetensors"
 _SPOOL_BUFFER = 1 << 16
 _COPY_CHUNK = 1 << 24
+_MISSING: Any = object()
+_LEGACY_POSITIONAL = ("tokens", "query_position", "query_labels", "keys", "q", "k")
 
 
 def _is_int(value: Any) -> bool:
@@ -41,10 +44,20 @@ def _positive_int(value: Any, field: str) -> int:
     return int(value)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _make_work_dir(parent: str, name: str) -> str:
+    """A new hidden directory next to the target, with the permissions the umask gives any directory.
+
+    `tempfile.mkdtemp` makes it 0700, and reading the umask means flipping it (a race with other
+    threads); `os.mkdir(..., 0o777)` lets the kernel apply the umask itself.
+    """
+    for _ in range(100):
+        candidate = os.path.join(parent, f".{name}.partial-{secrets.token_hex(6)}")
+        try:
+            os.mkdir(candidate, 0o777)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a working directory next to {os.path.join(parent, name)}")
 
 
 def _remove_tree(path: str) -> None:
@@ -60,8 +73,9 @@ class CaptureWriter:
                            n_heads=12, n_kv_heads=12, d_head=64, layers=[3, 5],
                            features={"category": {"kind": "semantic"}},
                            positional="none", dtype="bf16") as w:
-            w.add_prompt("p0", tokens, query_position, {"category": "fruit"},
-                         [{"position": 4, "labels": {"category": "fruit"}}], q={3: q3, 5: q5},
+            w.add_prompt("p0", tokens=tokens, query_position=query_position,
+                         query_labels={"category": "fruit"},
+                         keys=[{"position": 4, "labels": {"category": "fruit"}}], q={3: q3, 5: q5},
                          k={3: k3, 5: k5})
 
     `q[L]` has shape `[n_heads, d_head]`, `k[L]` shape `[len(keys), n_kv_heads, d_head]`, for
@@ -85,6 +99,7 @@ class CaptureWriter:
         dataset: Optional[Mapping[str, Any]] = None,
         tensor_file: str = DEFAULT_TENSOR_FILE,
         overwrite: bool = False,
+        attention_scale: Optional[float] = None,
     ):
         self.path = os.path.abspath(os.fspath(path))
         if not isinstance(model, str) or not model:
@@ -122,6 +137,12 @@ class CaptureWriter:
                 or os.path.basename(tensor_file) != tensor_file or tensor_file.startswith(".")):
             raise CaptureError("tensor_file", f"must be a plain file name ending in .safetensors, got {tensor_file!r}")
         self.tensor_file = tensor_file
+        if attention_scale is not None:
+            if (not isinstance(attention_scale, (int, float)) or isinstance(attention_scale, bool)
+                    or not math.isfinite(attention_scale) or attention_scale <= 0):
+                raise CaptureError("attention_scale", f"must be a positive finite number or None, got {attention_scale!r}")
+            attention_scale = float(attention_scale)
+        self.attention_scale = attention_scale
         self.overwrite = bool(overwrite)
         self._check_target()
 
@@ -133,8 +154,7 @@ class CaptureWriter:
 
         parent = os.path.dirname(self.path)
         os.makedirs(parent, exist_ok=True)
-        self._work = tempfile.mkdtemp(prefix=f".{os.path.basename(self.path)}.partial-", dir=parent)
-        os.chmod(self._work, 0o777 & ~_current_umask())  # mkdtemp makes it 0700; a capture is an ordinary directory
+        self._work = _make_work_dir(parent, os.path.basename(self.path))
         # Removes the working directory if the writer is dropped without close() or abort().
         self._cleanup = weakref.finalize(self, _remove_tree, self._work)
         try:
@@ -267,15 +287,36 @@ class CaptureWriter:
 
     def add_prompt(
         self,
-        id: str,
-        tokens: Sequence[str],
-        query_position: int,
-        query_labels: Optional[Mapping[str, str]],
-        keys: Sequence[Mapping[str, Any]],
-        q: Any,
-        k: Any,
+        prompt_id: str,
+        *args: Any,
+        tokens: Sequence[str] = _MISSING,  # type: ignore[assignment]
+        query_position: int = _MISSING,  # type: ignore[assignment]
+        query_labels: Optional[Mapping[str, str]] = None,
+        keys: Sequence[Mapping[str, Any]] = _MISSING,  # type: ignore[assignment]
+        q: Any = _MISSING,
+        k: Any = _MISSING,
     ) -> None:
-        """Append one prompt: its tokens, query position and labels, keys, and q/k of every captured layer."""
+        """Append one prompt: its tokens, query position and labels, keys, and q/k of every captured layer.
+
+        ``add_prompt(prompt_id, *, tokens, query_position, query_labels=None, keys, q, k)``. The
+        positional form of earlier releases, ``add_prompt(id, tokens, query_position, query_labels,
+        keys, q, k)``, still works for this release with a `DeprecationWarning`.
+        """
+        if args:
+            if len(args) != len(_LEGACY_POSITIONAL):
+                raise TypeError(
+                    "add_prompt() takes the prompt id, then keyword arguments: "
+                    "add_prompt(prompt_id, *, tokens=..., query_position=..., query_labels=..., keys=..., q=..., k=...)")
+            warnings.warn(
+                "add_prompt(id, tokens, query_position, query_labels, keys, q, k) with positional arguments is "
+                "deprecated; pass them by keyword: add_prompt(prompt_id, tokens=..., query_position=..., "
+                "query_labels=..., keys=..., q=..., k=...)", DeprecationWarning, stacklevel=2)
+            tokens, query_position, query_labels, keys, q, k = args
+        missing = [name for name, value in (("tokens", tokens), ("query_position", query_position),
+                                            ("keys", keys), ("q", q), ("k", k)) if value is _MISSING]
+        if missing:
+            raise TypeError(f"add_prompt() missing keyword argument(s): {', '.join(missing)}")
+        id = prompt_id
         if self._state != "open":
             raise CaptureError("writer", f"is {self._state}; no more prompts can be added")
         if not isinstance(id, str) or not id:
@@ -357,6 +398,8 @@ class CaptureWriter:
             "tensor_files": [self.tensor_file],
             "features": self.features,
         }
+        if self.attention_scale is not None:
+            header["model"]["attention_scale"] = self.attention_scale
         if self.dataset is not None:
             header["dataset"] = self.dataset
         return header

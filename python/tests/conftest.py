@@ -32,7 +32,7 @@ def random_prompt(rng, index, n_keys=3, spec=SPEC, scale=1.0):
     q = {L: (rng.standard_normal((spec["n_heads"], spec["d_head"])) * scale).astype(np.float32) for L in spec["layers"]}
     k = {L: (rng.standard_normal((n_keys, spec["n_kv_heads"], spec["d_head"])) * scale).astype(np.float32)
          for L in spec["layers"]}
-    return dict(id=f"p{index}", tokens=tokens, query_position=len(tokens) - 1,
+    return dict(prompt_id=f"p{index}", tokens=tokens, query_position=len(tokens) - 1,
                 query_labels={"category": cats[index % 3]}, keys=keys, q=q, k=k)
 
 

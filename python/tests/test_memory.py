@@ -22,7 +22,7 @@ def peak_while_writing(path, n_prompts):
         start, _ = tracemalloc.get_traced_memory()
         with make_writer(path, **SHAPE) as w:
             for i in range(n_prompts):
-                w.add_prompt(f"p{i}", tokens, N_KEYS + 1, {"order": "0"}, keys, q, k)
+                w.add_prompt(f"p{i}", tokens=tokens, query_position=N_KEYS + 1, query_labels={"order": "0"}, keys=keys, q=q, k=k)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -79,3 +79,24 @@ def test_ingested_python_capture_matches_numpy_contrast(tmp_path):
             # With energy 1 every component is kept: Σ σ u vᵀ rebuilds ΔC (u, v stored as float32).
             rebuilt = sum(c["sigma"] * np.outer(c["u"], c["v"]) for c in record["components"])
             np.testing.assert_allclose(rebuilt, delta[head], atol=1e-5 * expected[0])
+
+
+def test_a_capture_hf_capture_with_attention_scale_ingests(tmp_path):
+    """capture_hf's output (with the optional model.attention_scale) is what qkcat ingest reads."""
+    binary = qkcat_binary()
+    pytest.importorskip("torch")
+    import qkcapture
+    from tiny_models import random_examples, tiny_model, word_tokenizer
+
+    examples = random_examples(40, seed=3)
+    capture = qkcapture.capture_hf(tiny_model("qwen3"), word_tokenizer(), examples, tmp_path / "capture",
+                                   model_name="tiny/qwen3", features={"order": {"kind": "binding"}})
+    header = json.loads((pathlib.Path(capture) / "capture.json").read_text())
+    assert header["model"]["attention_scale"] == pytest.approx(8 ** -0.5)
+    db = tmp_path / "catalog.sqlite"
+    subprocess.run([binary, "ingest", capture, "--db", db, "--quiet"], check=True)
+    exported = subprocess.run([binary, "export", "--db", db, "--feature", "category"], check=True,
+                              capture_output=True, text=True).stdout
+    records = [json.loads(line) for line in exported.splitlines()]
+    assert {(r["layer"], r["head"]) for r in records} == {(L, h) for L in (0, 1) for h in range(4)}
+    assert all(r["model"] == "tiny/qwen3" and r["rank"] >= 1 for r in records)

@@ -48,7 +48,7 @@ def test_round_trip_every_dtype(tmp_path, rng, dtype, stored_name):
     assert h["features"] == SPEC["features"]
     assert h["dataset"] == {"name": "unit", "seed": 1234}
 
-    assert [p["id"] for p in cap.prompts] == [p["id"] for p in prompts]
+    assert [p["id"] for p in cap.prompts] == [p["prompt_id"] for p in prompts]
     for got, sent in zip(cap.prompts, prompts):
         assert got["tokens"] == sent["tokens"]
         assert got["query"] == {"position": sent["query_position"], "labels": sent["query_labels"]}
@@ -94,7 +94,7 @@ def test_unlabelled_keys_unicode_tokens_stacked_arrays_and_float64_input(tmp_pat
     q = rng.standard_normal((2, 4, 8))          # float64, stacked in layer order
     k = rng.standard_normal((2, 3, 2, 8))
     with make_writer(tmp_path / "cap", dtype="f32") as w:
-        w.add_prompt("ü-1", tokens, 4, None, keys, q, k)
+        w.add_prompt("ü-1", tokens=tokens, query_position=4, keys=keys, q=q, k=k)
     cap = qkcapture.read_capture(tmp_path / "cap")
     p = cap.prompts[0]
     assert p["tokens"] == tokens and p["id"] == "ü-1"

@@ -105,8 +105,8 @@ DELETE = object()
 
 PROMPT_CASES = [
     # (case id, change, field, text, prompt id in the error)
-    ("empty id", mutate(("id",), ""), "id", "non-empty string", None),
-    ("int id", mutate(("id",), 7), "id", "non-empty string", None),
+    ("empty id", mutate(("prompt_id",), ""), "id", "non-empty string", None),
+    ("int id", mutate(("prompt_id",), 7), "id", "non-empty string", None),
     ("tokens as a string", mutate(("tokens",), "apple banana"), "tokens", "list of token strings", "p1"),
     ("no tokens", mutate(("tokens",), []), "tokens", "must not be empty", "p1"),
     ("token not a string", mutate(("tokens", 2), 42), "tokens[2]", "must be a string, got 42", "p1"),
