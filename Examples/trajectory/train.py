@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import string
@@ -54,9 +53,10 @@ HELD_OUT = 150                # prompts per task in every capture
 # Training.
 STEPS = 2048
 SCHEDULE = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]   # log-spaced, like Pythia's
-BATCH = 32                    # per task
+BATCH = {"filter": 32, "binding": 64}   # binding is the slower to learn
 LEARNING_RATE = 3e-3
 WARMUP = 32
+DECAY = 0.25                  # the last quarter of the steps decays the learning rate linearly to 0
 WEIGHT_DECAY = 0.01
 SEED = 0
 
@@ -148,33 +148,36 @@ def accuracy(model, tokenizer, examples: Sequence[dict]) -> float:
 
 
 def learning_rate(step: int) -> float:
-    """Linear warm-up, then cosine decay to zero at STEPS."""
+    """Linear warm-up, constant, then a linear decay to zero at STEPS (so late checkpoints settle)."""
     if step < WARMUP:
         return LEARNING_RATE * (step + 1) / WARMUP
-    progress = (step - WARMUP) / max(1, STEPS - WARMUP)
-    return LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * progress))
+    decay_start = STEPS * (1 - DECAY)
+    if step < decay_start:
+        return LEARNING_RATE
+    return LEARNING_RATE * max(0.0, (STEPS - step) / (STEPS - decay_start))
 
 
 def capture(model, tokenizer, step: int, evaluation: Dict[str, List[dict]], out: Path, accuracies: Dict[str, float]):
     examples = evaluation["filter"] + evaluation["binding"]
     dataset = {
         "name": "qkcat-trajectory",
-        "description": ("Held-out prompts of qkcapture.tasks: filter lists (query at the last token of "
-                        "'... What are the <plural> in the list? Answer:', keys at the six items, labelled "
-                        "category and order) and box binding (query at the final 'Box', keys at the four box "
-                        "letters, labelled order and object), run through a 3-layer Llama trained from scratch "
-                        "on both tasks by Examples/trajectory/train.py."),
+        "description": (f"Held-out prompts of qkcapture.tasks: filter lists (query at the last token of "
+                        f"'... What are the <plural> in the list? Answer:', keys at the {FILTER_OPTIONS['n_items']} "
+                        f"items, labelled category and order) and box binding (query at the final 'Box', keys at "
+                        f"the {BINDING_OPTIONS['n_pairs']} box letters, labelled order and object), run through a "
+                        f"{model.config.num_hidden_layers}-layer Llama trained from scratch on both tasks by "
+                        f"Examples/trajectory/train.py; accuracy: the answer is the top next token."),
         "generator": "Examples/trajectory/train.py",
         "step": step,
         "accuracy": {task: round(value, 4) for task, value in accuracies.items()},
         "held_out": {"filter": {"n": HELD_OUT, "seed": HELD_OUT_SEEDS[0], **FILTER_OPTIONS},
                      "binding": {"n": HELD_OUT, "seed": HELD_OUT_SEEDS[1], **BINDING_OPTIONS}},
-        "training": {"steps": STEPS, "batch_per_task": BATCH, "learning_rate": LEARNING_RATE, "warmup": WARMUP,
+        "training": {"steps": STEPS, "batch": BATCH, "decay": DECAY, "learning_rate": LEARNING_RATE, "warmup": WARMUP,
                      "weight_decay": WEIGHT_DECAY, "seed": SEED, "train_seeds": list(TRAIN_SEEDS)},
     }
     model.eval()
     qkcapture.capture_hf(model, tokenizer, examples, out / f"step{step}", model_name=MODEL_NAME,
-                         checkpoint=f"step{step}", features=tasks.FEATURES, dtype="f16", overwrite=True,
+                         checkpoint=f"step{step}", features=tasks.FEATURES, dtype="f16", overwrite=True, batch_size=64, progress=False,
                          dataset=dataset)
     model.train()
 
@@ -205,14 +208,14 @@ def train(out: Path, work: Path, stop_after: int = STEPS, log=print) -> Dict[int
             tokenizer.save_pretrained(work / f"step{step}")
             capture(model, tokenizer, step, evaluation, out, accuracies)
             log(f"step {step:5d}  filter {accuracies['filter']:.3f}  binding {accuracies['binding']:.3f}  "
-                f"{time.time() - started:6.1f} s")
+                f"{time.time() - started:6.1f} s", flush=True)
         if step == stop_after:
             break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step)
         loss = 0.0
-        for stream in streams.values():
-            ids, answers = stream.next(BATCH)
+        for task, stream in streams.items():
+            ids, answers = stream.next(BATCH[task])
             loss = loss + torch.nn.functional.cross_entropy(last_logits(model, ids), answers)
         optimizer.zero_grad(set_to_none=True)
         (loss / len(streams)).backward()

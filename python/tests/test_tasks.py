@@ -229,3 +229,98 @@ def test_bad_options_are_refused_by_name(call, option, words):
     copy = pickle.loads(pickle.dumps(caught.value))
     assert (copy.option, copy.message, str(copy)) == (caught.value.option, caught.value.message, str(caught.value))
     assert isinstance(caught.value, ValueError)
+
+
+# ----------------------------------------------------------- through the capture's own mapping
+@pytest.mark.parametrize("name", sorted(TOKENIZERS))
+def test_capture_mapping_puts_every_key_on_its_word(name):
+    """qkcapture.capture.tokenize_example (what capture_hf runs) maps each span to a token that ends
+    its word, and the query to the prompt's last real token."""
+    transformers = pytest.importorskip("transformers")
+    from qkcapture.capture import tokenize_example
+    from qkcapture.examples import as_example
+
+    core = TOKENIZERS[name]()
+    core = getattr(core, "_tokenizer", core)  # ByteLevelBPETokenizer wraps a tokenizers.Tokenizer
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=core)
+    for example in tasks.filter_lists(20, seed=4) + tasks.box_binding(20, seed=4):
+        prompt = tokenize_example(tokenizer, as_example(example))
+        encoding = tokenizer(example["text"], return_offsets_mapping=True)
+        offsets = encoding["offset_mapping"]
+        for key, resolved in zip(example["keys"], prompt.keys):
+            assert offsets[resolved["position"]][1] == key["char_span"][1], example["id"]
+            assert resolved["labels"] == key["labels"]
+        assert prompt.query_position == max(i for i, (s, e) in enumerate(offsets) if e > s)
+
+
+# ------------------------------------------------------------------------------ command line
+def run_cli(*args):
+    from qkcapture.cli import main
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(args), stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_task_command_writes_what_the_builder_returns(tmp_path):
+    from qkcapture.examples import read_examples, as_example
+
+    path = tmp_path / "examples.jsonl"
+    status, out, err = run_cli("task", "filter", "--n", "40", "--seed", "3", "--n-items", "6", "--out", str(path))
+    assert (status, err) == (0, ""), err
+    assert "40 filter examples" in out
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == tasks.filter_lists(40, seed=3, n_items=6)
+    # The file is what `qkcapture hf --examples` reads.
+    assert list(read_examples(path)) == [as_example(e) for e in lines]
+    path2 = tmp_path / "binding.jsonl"
+    status, _, err = run_cli("task", "binding", "--n", "10", "--n-pairs", "3", "--letters", "X,Y,Z",
+                             "--chat-template", "<u>\\n{prompt}\\n<a>:", "--out", str(path2), "-q")
+    assert status == 0, err
+    lines = [json.loads(line) for line in path2.read_text().splitlines()]
+    assert lines == tasks.box_binding(10, n_pairs=3, letters=["X", "Y", "Z"], chat_template="<u>\n{prompt}\n<a>:")
+    # Defaults: 2000 examples, seed 0.
+    path3 = tmp_path / "default.jsonl"
+    assert run_cli("task", "binding", "--out", str(path3))[0] == 0
+    assert [json.loads(line) for line in path3.read_text().splitlines()] == tasks.box_binding(2000, seed=0)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["task", "fish"], "expected one of filter, binding"),
+    (["task", "filter", "--n", "0"], "--n: expected a positive integer"),
+    (["task", "filter", "--seed", "x"], "--seed: expected an integer"),
+    (["task", "filter", "--n-items", "20"], "--n-items: 20 items at 1 per category need 20 categories"),
+    (["task", "filter", "--categories", "fruit,fish"], "--categories: unknown category 'fish'"),
+    (["task", "filter", "--n-pairs", "3"], "belong to the binding task"),
+    (["task", "binding", "--n-items", "3"], "belong to the filter task"),
+    (["task", "binding", "--n-pairs", "12"], "--n-pairs: 12 pairs need 12 boxes"),
+    (["task", "binding", "--chat-template", "no field"], "--chat-template: must use each of {prompt}"),
+    (["task", "binding"], "missing --out"),
+])
+def test_task_command_refuses_bad_options_and_writes_nothing(tmp_path, args, words):
+    path = tmp_path / "out.jsonl"
+    status, out, err = run_cli(*args, *(["--out", str(path)] if args != ["task", "binding"] else []))
+    assert status == 64, (status, err)
+    assert err.startswith("Error: ") and words in err, err
+    assert "Usage: qkcapture task" in err
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_task_command_keeps_an_existing_file_unless_told(tmp_path):
+    path = tmp_path / "examples.jsonl"
+    path.write_text("keep me\n")
+    status, _, err = run_cli("task", "filter", "--n", "5", "--out", str(path))
+    assert status == 1 and "exists; pass --overwrite" in err
+    assert path.read_text() == "keep me\n"
+    assert run_cli("task", "filter", "--n", "5", "--out", str(path), "--overwrite")[0] == 0
+    assert len(path.read_text().splitlines()) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["examples.jsonl"]
+
+
+def test_python_dash_m_runs_the_task_command(tmp_path):
+    path = tmp_path / "e.jsonl"
+    done = subprocess.run([sys.executable, "-m", "qkcapture", "task", "binding", "--n", "3", "--out", str(path)],
+                          cwd=PYTHON_DIR, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(path.read_text().splitlines()) == 3
