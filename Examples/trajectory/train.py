@@ -44,16 +44,19 @@ HERE = Path(__file__).resolve().parent
 MODEL_NAME = "qkcat/trajectory-llama"
 
 # The tasks as trained and captured.
-FILTER_OPTIONS = dict(n_items=6, items_per_category=1)
-BINDING_OPTIONS = dict(n_pairs=4)
-TRAIN_SEEDS = (1, 2)          # filter, binding; a fresh block of examples per seed offset
+FILTER_OPTIONS = dict(n_items=4, items_per_category=1)
+BINDING_OPTIONS = dict(n_pairs=3)
 HELD_OUT_SEEDS = (1000, 1001)
 HELD_OUT = 150                # prompts per task in every capture
 
 # Training.
-STEPS = 2048
-SCHEDULE = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]   # log-spaced, like Pythia's
-BATCH = {"filter": 32, "binding": 64}   # binding is the slower to learn
+STEPS = 4096
+SCHEDULE = [0] + [2 ** i for i in range(13)]   # 0, 1, 2, 4, ..., 4096: log-spaced, like Pythia's
+# Every step trains on one batch of each stream: (task, options, batch size, seed). Binding with two
+# pairs is learned first and opens the way to the held-out setting.
+TRAIN_MIX = (("filter", FILTER_OPTIONS, 32, 1),
+             ("binding", dict(n_pairs=2), 32, 2),
+             ("binding", BINDING_OPTIONS, 32, 3))
 LEARNING_RATE = 3e-3
 WARMUP = 32
 DECAY = 0.25                  # the last quarter of the steps decays the learning rate linearly to 0
@@ -65,7 +68,10 @@ def model_config(vocab_size: int, bos: int, pad: int) -> LlamaConfig:
     return LlamaConfig(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=192, num_hidden_layers=3,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
-        rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=True, initializer_range=0.02,
+        rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
+        # 1/sqrt(hidden_size): with transformers' default 0.02, q·k starts near zero in so narrow a model and
+        # attention learns several times more slowly.
+        initializer_range=0.125,
         bos_token_id=bos, eos_token_id=bos, pad_token_id=pad, attn_implementation="eager",
     )
 
@@ -100,17 +106,15 @@ def held_out() -> Dict[str, List[dict]]:
 class Batches:
     """Training batches of one task: token ids [B, T] and answer ids [B], never a held-out text."""
 
-    def __init__(self, task: str, tokenizer, seed: int, excluded: set):
-        self.task, self.tokenizer, self.excluded = task, tokenizer, excluded
+    def __init__(self, task: str, options: dict, tokenizer, seed: int, excluded: set):
+        self.task, self.options, self.tokenizer, self.excluded = task, options, tokenizer, excluded
         self.seed, self.block, self.buffer = seed, 0, []
 
     def _refill(self) -> None:
         seed = self.seed * 1_000_003 + self.block
         self.block += 1
-        if self.task == "filter":
-            examples = tasks.filter_lists(4096, seed=seed, id_prefix="train", **FILTER_OPTIONS)
-        else:
-            examples = tasks.box_binding(4096, seed=seed, id_prefix="train", **BINDING_OPTIONS)
+        build = tasks.filter_lists if self.task == "filter" else tasks.box_binding
+        examples = build(4096, seed=seed, id_prefix="train", **self.options)
         self.buffer.extend(e for e in examples if e["text"] not in self.excluded)
 
     def next(self, size: int):
@@ -168,17 +172,22 @@ def capture(model, tokenizer, step: int, evaluation: Dict[str, List[dict]], out:
                         f"{model.config.num_hidden_layers}-layer Llama trained from scratch on both tasks by "
                         f"Examples/trajectory/train.py; accuracy: the answer is the top next token."),
         "generator": "Examples/trajectory/train.py",
+        "architecture": {"class": "LlamaForCausalLM", "layers": model.config.num_hidden_layers,
+                         "d_model": model.config.hidden_size, "heads": model.config.num_attention_heads,
+                         "kv_heads": model.config.num_key_value_heads, "d_head": model.config.head_dim,
+                         "vocabulary": model.config.vocab_size, "tokenizer": "word-level"},
         "step": step,
         "accuracy": {task: round(value, 4) for task, value in accuracies.items()},
         "held_out": {"filter": {"n": HELD_OUT, "seed": HELD_OUT_SEEDS[0], **FILTER_OPTIONS},
                      "binding": {"n": HELD_OUT, "seed": HELD_OUT_SEEDS[1], **BINDING_OPTIONS}},
-        "training": {"steps": STEPS, "batch": BATCH, "decay": DECAY, "learning_rate": LEARNING_RATE, "warmup": WARMUP,
-                     "weight_decay": WEIGHT_DECAY, "seed": SEED, "train_seeds": list(TRAIN_SEEDS)},
+        "training": {"steps": STEPS, "decay": DECAY, "learning_rate": LEARNING_RATE, "warmup": WARMUP,
+                     "weight_decay": WEIGHT_DECAY, "seed": SEED,
+                     "mix": [{"task": t, **o, "batch": b, "seed": sd} for t, o, b, sd in TRAIN_MIX]},
     }
     model.eval()
     qkcapture.capture_hf(model, tokenizer, examples, out / f"step{step}", model_name=MODEL_NAME,
-                         checkpoint=f"step{step}", features=tasks.FEATURES, dtype="f16", overwrite=True, batch_size=64, progress=False,
-                         dataset=dataset)
+                         checkpoint=f"step{step}", features=tasks.FEATURES, dtype="f16", overwrite=True,
+                         batch_size=64, progress=False, dataset=dataset)
     model.train()
 
 
@@ -193,7 +202,7 @@ def train(out: Path, work: Path, stop_after: int = STEPS, log=print) -> Dict[int
     model.train()
     evaluation = held_out()
     excluded = {e["text"] for group in evaluation.values() for e in group}
-    streams = {task: Batches(task, tokenizer, seed, excluded) for task, seed in zip(("filter", "binding"), TRAIN_SEEDS)}
+    streams = [(Batches(task, options, tokenizer, seed, excluded), size) for task, options, size, seed in TRAIN_MIX]
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
@@ -214,8 +223,8 @@ def train(out: Path, work: Path, stop_after: int = STEPS, log=print) -> Dict[int
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step)
         loss = 0.0
-        for task, stream in streams.items():
-            ids, answers = stream.next(BATCH[task])
+        for stream, size in streams:
+            ids, answers = stream.next(size)
             loss = loss + torch.nn.functional.cross_entropy(last_logits(model, ids), answers)
         optimizer.zero_grad(set_to_none=True)
         (loss / len(streams)).backward()
