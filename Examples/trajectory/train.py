@@ -24,7 +24,6 @@ prompts come from other seeds and none of their texts is ever trained on.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import string
@@ -241,9 +240,7 @@ def main(argv=None) -> None:
     parser.add_argument("--stop-after", type=int, default=STEPS,
                         help="stop after this step (same schedule; the test runs the first steps only)")
     args = parser.parse_args(argv)
-    work = args.work or args.out / "checkpoints"
-    results = train(args.out, work, args.stop_after)
-    (args.out / "accuracy.json").write_text(json.dumps({f"step{s}": a for s, a in results.items()}, indent=1) + "\n")
+    train(args.out, args.work or args.out / "checkpoints", args.stop_after)
 
 
 if __name__ == "__main__":
