@@ -5,21 +5,25 @@ schedule, and capture every checkpoint on held-out prompts.
     pip install ./python "torch==2.13.*" "transformers==5.24.*" tokenizers
     python Examples/trajectory/train.py            # regenerates Examples/trajectory/step*/
 
-The model is transformers' LlamaForCausalLM built from a LlamaConfig (rotary position embeddings,
-grouped-query attention: 4 query heads share 2 key/value heads) over a word-level tokenizer of the
-tasks' vocabulary. It learns two tasks from `qkcapture.tasks`, half of every batch each:
+The model is transformers' LlamaForCausalLM built from a LlamaConfig (3 layers, d_model 64, rotary
+position embeddings, grouped-query attention: 4 query heads of 16 dimensions share 2 key/value
+heads) over a word-level tokenizer of the tasks' vocabulary (122 tokens). Every step trains on one
+batch of each stream of TRAIN_MIX, all from `qkcapture.tasks`:
 
-- filter lists: "Here is a list: - spain - grape - cow ... What are the fruits in the list?
-  Answer:" -> "grape" (six items of six categories, one asked);
-- box binding: "The shoe is in Box H, the egg is in Box G, ... Which box is the shoe in? Box"
-  -> "H" (four objects in four of nine boxes).
+- filter lists: "Here is a list: - car - canada - axe - drum What are the vehicles in the list?
+  Answer:" -> "car" (four items of four of the eight categories, one asked);
+- box binding: "The key is in Box C, the bowl is in Box H, and the book is in Box E. Which box is
+  the book in? Box" -> "E" (three objects in three of nine boxes, and a stream with two), each
+  context asked about every one of its objects within the batch.
 
 The loss is the cross-entropy of the answer token at the last position only. Training is
 deterministic: one thread, `torch.use_deterministic_algorithms`, seeded initialization and data.
-Checkpoints (`save_pretrained`, with the tokenizer) go to `--work`; each is captured with
-`qkcapture.capture_hf` (all layers, F16) on held-out prompts of both tasks into `--out/step<N>`,
-with the checkpoint's accuracy on each task in the capture's `dataset` provenance. Held-out
-prompts come from other seeds and none of their texts is ever trained on.
+Checkpoints (`save_pretrained`, with the tokenizer) go to `--work` at steps 0, 1, 2, 4, ..., 4096;
+each is captured with `qkcapture.capture_hf` (all layers, F16) on 150 held-out prompts of each task
+into `--out/step<N>`, with the checkpoint's accuracy on each task (the answer is the top next
+token) in the capture's `dataset` provenance. Held-out prompts come from other seeds and none of
+their texts is ever trained on. `--stop-after N` stops early on the same schedule (the test runs
+the first steps and compares the captures with the committed ones).
 """
 from __future__ import annotations
 
@@ -114,6 +118,8 @@ class Batches:
         self.block += 1
         build = tasks.filter_lists if self.task == "filter" else tasks.box_binding
         examples = build(4096, seed=seed, id_prefix="train", **self.options)
+        if self.task == "binding":
+            examples = [variant for e in examples for variant in every_question(e)]
         self.buffer.extend(e for e in examples if e["text"] not in self.excluded)
 
     def next(self, size: int):
@@ -121,6 +127,23 @@ class Batches:
             self._refill()
         chunk, self.buffer = self.buffer[:size], self.buffer[size:]
         return encode(self.tokenizer, chunk)
+
+
+QUESTION = "Which box is the "
+
+
+def every_question(example: dict) -> List[dict]:
+    """The example asked about each of its objects in turn: one context, every answer, side by side
+    in a batch, so that what changes the answer is the question alone."""
+    text = example["text"]
+    context = text[:text.rindex(QUESTION) + len(QUESTION)]
+    variants = []
+    for key in example["keys"]:
+        obj = key["labels"]["object"]
+        new = context + obj + text[text.rindex(" in? Box"):]
+        variants.append({"id": example["id"], "text": new, "keys": example["keys"],
+                         "query": {"char_span": [len(new) - 1, len(new)], "labels": dict(key["labels"])}})
+    return variants
 
 
 def encode(tokenizer, examples: Sequence[dict]):
@@ -179,7 +202,8 @@ def capture(model, tokenizer, step: int, evaluation: Dict[str, List[dict]], out:
         "accuracy": {task: round(value, 4) for task, value in accuracies.items()},
         "held_out": {"filter": {"n": HELD_OUT, "seed": HELD_OUT_SEEDS[0], **FILTER_OPTIONS},
                      "binding": {"n": HELD_OUT, "seed": HELD_OUT_SEEDS[1], **BINDING_OPTIONS}},
-        "training": {"steps": STEPS, "decay": DECAY, "learning_rate": LEARNING_RATE, "warmup": WARMUP,
+        "training": {"binding_batches": "each context with every question", "steps": STEPS, "decay": DECAY,
+                     "learning_rate": LEARNING_RATE, "warmup": WARMUP,
                      "weight_decay": WEIGHT_DECAY, "seed": SEED,
                      "mix": [{"task": t, **o, "batch": b, "seed": sd} for t, o, b, sd in TRAIN_MIX]},
     }

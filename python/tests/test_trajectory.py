@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import qkcapture
+from test_qkcat_ingest import contrast as pair_contrast
 
 TRAJECTORY = Path(__file__).resolve().parents[2] / "Examples" / "trajectory"
 
@@ -22,32 +23,13 @@ def checkpoints():
 
 
 def contrast(capture, layer, feature):
-    """ΔC of every head for `feature`, pooled: mean q kᵀ over positive pairs minus over negative
-    pairs, pairs being (a prompt's query, one of its keys) that both carry the feature."""
+    """ΔC of every head for `feature`, pooled, by enumerating pairs (the ingest test's oracle)."""
     model = capture.header["model"]
-    group = model["n_heads"] // model["n_kv_heads"]
-    q, k = capture.tensors.q(layer).astype(np.float64), capture.tensors.k(layer).astype(np.float64)
-    plus = np.zeros((model["n_heads"], model["d_head"], model["d_head"]))
-    minus = np.zeros_like(plus)
-    n_plus = n_minus = 0
-    start = 0
-    for p, prompt in enumerate(capture.prompts):
-        asked = prompt["query"].get("labels", {}).get(feature)
-        keys = prompt["keys"]
-        if asked is not None:
-            for j, key in enumerate(keys):
-                value = key.get("labels", {}).get(feature)
-                if value is None:
-                    continue
-                outer = np.einsum("hi,hj->hij", q[p], np.repeat(k[start + j], group, axis=0))
-                if value == asked:
-                    plus += outer
-                    n_plus += 1
-                else:
-                    minus += outer
-                    n_minus += 1
-        start += len(keys)
-    return plus / n_plus - minus / n_minus
+    kv_map = np.arange(model["n_heads"]) // (model["n_heads"] // model["n_kv_heads"])
+    prompts = [{"query_labels": p["query"].get("labels", {}), "keys": [{"labels": k.get("labels", {})} for k in p["keys"]]}
+               for p in capture.prompts]
+    delta, _, _ = pair_contrast(prompts, capture.tensors.q(layer), capture.tensors.k(layer), kv_map, feature)
+    return delta
 
 
 def decompose(delta, energy=0.99):
