@@ -6,6 +6,13 @@ DEMO_DB := Examples/demo.sqlite
 DEMO_CAPTURE := Examples/minilm/capture
 QKCAT := .build/release/qkcat
 PY_STAMP := $(VENV)/.qkcapture-deps
+# The committed training trajectory (Examples/trajectory/train.py) and the head that carries the
+# category feature at its last checkpoint (the largest σ₁; python/tests/test_trajectory.py checks it).
+TRAJECTORY := Examples/trajectory
+TRAJECTORY_MODEL := qkcat/trajectory-llama
+TRAJECTORY_LAST := step2048
+TRAJECTORY_LAYER := 1
+TRAJECTORY_HEAD := 0
 TORCH_VERSION := 2.13.*
 
 .PHONY: all build release demo test test-swift test-python bench deps clean
@@ -25,13 +32,17 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product qkcat
 
-# Ingest the bundled MiniLM capture into a fresh catalog, then search and show it.
+# Ingest the bundled MiniLM capture into a fresh catalog, then search and show it; then the training
+# trajectory's checkpoints, one head across them, and the first against the last.
 demo: release
 	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	$(QKCAT) ingest $(DEMO_CAPTURE) --db $(DEMO_DB) --per-value
 	$(QKCAT) search fruit --db $(DEMO_DB) --feature category --limit 8
 	$(QKCAT) show --db $(DEMO_DB) --model sentence-transformers/all-MiniLM-L6-v2 --layer 2 --head 9 --feature category --examples 3 --spectrum 10 | head -n 40
 	$(QKCAT) attribute $(DEMO_CAPTURE) --prompt filter-0089 --layer 2 --head 9 --features category --scale --db $(DEMO_DB)
+	@for step in $(TRAJECTORY)/step*/; do $(QKCAT) ingest $$step --db $(DEMO_DB) --quiet || exit 1; done
+	$(QKCAT) trajectory --db $(DEMO_DB) --model $(TRAJECTORY_MODEL) --layer $(TRAJECTORY_LAYER) --head $(TRAJECTORY_HEAD) --feature category
+	$(QKCAT) compare --db $(DEMO_DB) --model $(TRAJECTORY_MODEL) --from step0 --to $(TRAJECTORY_LAST) --feature category
 
 test: deps test-swift test-python
 

@@ -7,6 +7,7 @@ error (which also prints the usage). A subcommand is a `Command` in `COMMANDS`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import textwrap
@@ -340,7 +341,102 @@ MERGE = Command(
     run=_run_merge,
 )
 
-COMMANDS: Dict[str, Command] = {HF.name: HF, MERGE.name: MERGE}
+
+# ----------------------------------------------------------------------------------- task
+def _run_task(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from . import tasks
+
+    if args.task not in TASKS:
+        raise UsageError(f"<task>: expected one of {', '.join(TASKS)}, got {args.task!r}")
+    n = _positive(args.n, "--n", 2000)
+    try:
+        seed = int(args.seed) if args.seed is not None else 0
+    except ValueError:
+        raise UsageError(f"--seed: expected an integer, got {args.seed!r}") from None
+    options: Dict[str, object] = {}
+    if args.task == "filter":
+        if args.n_pairs is not None or args.objects is not None or args.letters is not None:
+            raise UsageError("--n-pairs, --objects and --letters belong to the binding task")
+        if args.n_items is not None:
+            options["n_items"] = _positive(args.n_items, "--n-items", 8)
+        if args.items_per_category is not None:
+            options["items_per_category"] = _positive(args.items_per_category, "--items-per-category", 1)
+        if args.categories is not None:
+            options["categories"] = [c.strip() for c in args.categories.split(",")]
+        build = tasks.filter_lists
+    else:
+        if args.n_items is not None or args.items_per_category is not None or args.categories is not None:
+            raise UsageError("--n-items, --items-per-category and --categories belong to the filter task")
+        if args.n_pairs is not None:
+            options["n_pairs"] = _positive(args.n_pairs, "--n-pairs", 5)
+        if args.objects is not None:
+            options["objects"] = [o.strip() for o in args.objects.split(",")]
+        if args.letters is not None:
+            options["letters"] = [letter.strip() for letter in args.letters.split(",")]
+        build = tasks.box_binding
+    if args.chat_template is not None:
+        options["chat_template"] = args.chat_template.replace("\\n", "\n")
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not args.overwrite:
+        raise CaptureError("--out", f"{args.out} exists; pass --overwrite to replace it")
+    if os.path.isdir(out):
+        raise CaptureError("--out", f"{args.out} is a directory")
+    try:
+        examples = build(n, seed=seed, **options)
+    except tasks.TaskOptionError as error:
+        raise UsageError(f"--{error.option.replace('_', '-')}: {error.message}") from None
+    directory = os.path.dirname(out)
+    if not os.path.isdir(directory):
+        raise CaptureError("--out", f"{directory} is not a directory")
+    # All or nothing: a temporary file next to the target, renamed into place once complete.
+    temporary = os.path.join(directory, f".{os.path.basename(out)}.partial-{os.getpid()}")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            for example in examples:
+                handle.write(json.dumps(example, ensure_ascii=False) + "\n")
+        os.replace(temporary, out)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    if not args.quiet:
+        keys = sum(len(e["keys"]) for e in examples)
+        stdout.write(f"Wrote {args.out}: {len(examples)} {args.task} examples (seed {seed}), {keys} keys; "
+                     f"labels: {', '.join(sorted({n for e in examples for k in e['keys'] for n in k['labels']}))}\n")
+    return EXIT_OK
+
+
+TASKS = ("filter", "binding")
+
+TASK = Command(
+    name="task",
+    abstract="Write the paper's filter-list or box-binding examples for any tokenizer.",
+    discussion=("filter: 'Here is a list:\\n- apple\\n- dog\\n... What are the fruits in the list? Answer:', "
+                "query at the last character, keys at the items labelled category and order. binding: 'The egg "
+                "is in Box A, the fan is in Box B, ... Which box is the fan in? Box', keys at the box letters "
+                "labelled order and object. Positions are character spans, so the file feeds "
+                "'qkcapture hf MODEL --examples FILE' for any tokenizer. The same seed and options give the "
+                "same file (see qkcapture.tasks for every option)."),
+    arguments=(
+        Argument("task", "filter or binding.", choices=TASKS),
+        Argument("--out", "The JSONL file to write.", metavar="file", required=True),
+        Argument("--n", "Number of examples.", metavar="n", default="2000"),
+        Argument("--seed", "Random seed.", metavar="n", default="0"),
+        Argument("--n-items", "filter: items in each list.", metavar="n", default="8"),
+        Argument("--items-per-category", "filter: items of each category in a list.", metavar="n", default="1"),
+        Argument("--categories", "filter: the categories to use, such as fruit,animal,color.", metavar="list",
+                 default="all 8"),
+        Argument("--n-pairs", "binding: object-box pairs in each prompt.", metavar="n", default="5"),
+        Argument("--objects", "binding: the object words, comma-separated.", metavar="list"),
+        Argument("--letters", "binding: the box names, comma-separated.", metavar="list", default="A-I"),
+        Argument("--chat-template", "A text with {prompt} once (\\n for a newline) to wrap every prompt in.",
+                 metavar="text"),
+        Argument("--overwrite", "Replace an existing file at --out.", flag=True),
+        Argument("--quiet", "No summary.", short="-q", flag=True),
+    ),
+    run=_run_task,
+)
+
+COMMANDS: Dict[str, Command] = {HF.name: HF, TASK.name: TASK, MERGE.name: MERGE}
 
 
 # ------------------------------------------------------------------------------------- main
