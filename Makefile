@@ -7,7 +7,7 @@ DEMO_CAPTURE := Examples/minilm/capture
 QKCAT := .build/release/qkcat
 PY_STAMP := $(VENV)/.qkcapture-deps
 
-.PHONY: all build release demo test test-swift test-python bench deps clean
+.PHONY: all build release demo test test-swift test-python test-package bench deps clean
 
 all: build
 
@@ -32,7 +32,7 @@ demo: release
 	$(QKCAT) show --db $(DEMO_DB) --model sentence-transformers/all-MiniLM-L6-v2 --layer 2 --head 9 --feature category --examples 3 --spectrum 10 | head -n 40
 	$(QKCAT) attribute $(DEMO_CAPTURE) --prompt filter-0089 --layer 2 --head 9 --features category --scale --db $(DEMO_DB)
 
-test: deps test-swift test-python
+test: deps test-swift test-python test-package
 
 # The executable is built first: a test kills a real `qkcat ingest` process midway.
 test-swift:
@@ -47,6 +47,10 @@ $(PY_STAMP): python/pyproject.toml
 
 test-python: $(PY_STAMP)
 	cd python && QKCAT_BIN=.build/debug/qkcat HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
+
+# A package depending on qkcat by version (not by path) builds its libraries: no unsafe build flags.
+test-package: deps
+	SWIFT=$(SWIFT) .ci/versioned-dependency-test.sh
 
 bench: deps
 	Benchmarks/run.sh
