@@ -79,15 +79,26 @@ do {
         let perValue = arguments.contains("--per-value")
         let decomposer = try Decomposer(reader: reader, options: DecompositionOptions(perValue: perValue, threads: threads))
         var decompositions = 0, components = 0
+        // The engine's arithmetic (multiply-adds × 2), SVDs aside: key sums and ΔC per contrast, and
+        // every key and query scored against every kept component of its group or head.
+        let model = reader.header.model, d = Double(model.headDimension)
+        let table = reader.prompts
+        var flops = 0.0
+        for spec in decomposer.plan.specs {
+            flops += Double(decomposer.layers.count) * (Double(model.kvHeadCount) * 2 * Double(spec.keyCount) * d
+                + Double(model.headCount) * 2 * d * d * Double(spec.promptCount))
+        }
         try decomposer.run { layer in
             decompositions += layer.decompositions.count
-            components += layer.decompositions.reduce(0) { $0 + $1.components.count }
+            let kept = layer.decompositions.reduce(0) { $0 + $1.components.count }
+            components += kept
+            flops += 2 * d * Double(kept) * Double(table.keyCount + table.promptCount)
         }
         let seconds = now() - start
         let bytes = directorySize(dir)
         emit(["step": "engine", "seconds": seconds, "bytes": bytes, "gb_per_s": Double(bytes) / seconds / 1e9,
               "peak_rss": peakRSS(), "decompositions": decompositions, "components": components, "threads": threads,
-              "per_value": perValue])
+              "per_value": perValue, "gflop": flops / 1e9, "gflop_per_s": flops / 1e9 / seconds])
     case "attribute":
         emit(try attributeBenchmark(Array(arguments.dropFirst())))
     case "compare-match":

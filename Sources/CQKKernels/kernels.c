@@ -13,10 +13,13 @@
 #define QK_KC 64                 // depth summed in float before a tile is added in double
 
 typedef float qk_v16 __attribute__((vector_size(64)));
+typedef double qk_v8d __attribute__((vector_size(64)));
 
 // Unaligned vector moves; macros, since a vector passed to a function changes the ABI without AVX-512.
 #define LOAD16(v, p) memcpy(&(v), (p), sizeof(qk_v16))
 #define STORE16(p, v) memcpy((p), &(v), sizeof(qk_v16))
+#define LOAD8D(v, p) memcpy(&(v), (p), sizeof(qk_v8d))
+#define STORE8D(p, v) memcpy((p), &(v), sizeof(qk_v8d))
 
 /// `tile[i][j] = Σ_k ap[k][i] · bp[k][j]` for the 12 × 16 tile, `pass` rows at a time (as many as
 /// there are vector registers for accumulators: 12 with AVX-512, 6 with AVX2, 2 with SSE2).
@@ -35,6 +38,17 @@ QK_INLINE void microkernel(int depth, const float *restrict ap, const float *res
     }
 }
 
+/// Scatters one row of `count` floats over panels of `width` (`panel_stride` floats apart), zero-padded.
+QK_INLINE void pack_row(const float *restrict source, int count, float *restrict target, const int width,
+                        size_t panel_stride) {
+    int c = 0;
+    for (; c + width <= count; c += width, target += panel_stride) memcpy(target, source + c, sizeof(float) * width);
+    if (c < count) {
+        memcpy(target, source + c, sizeof(float) * (count - c));
+        memset(target + (count - c), 0, sizeof(float) * (width - (count - c)));
+    }
+}
+
 QK_INLINE void gemm_tn(int m, int n, int count, const float *a, int lda, const int32_t *rows, const float *b,
                        int ldb, double *c, int ldc, const int pass) {
     if (m <= 0 || n <= 0 || count <= 0) return;
@@ -45,22 +59,9 @@ QK_INLINE void gemm_tn(int m, int n, int count, const float *a, int lda, const i
     for (int r0 = 0; r0 < count; r0 += QK_KC) {
         const int depth = count - r0 < QK_KC ? count - r0 : QK_KC;
         for (int k = 0; k < depth; k++) {
-            const float *source = a + (size_t)(rows ? rows[r0 + k] : r0 + k) * lda;
-            for (int p = 0; p < mpanels; p++) {
-                float *target = apack + ((size_t)p * QK_KC + k) * QK_MR;
-                for (int i = 0; i < QK_MR; i++) {
-                    const int column = p * QK_MR + i;
-                    target[i] = column < m ? source[column] : 0.0f;
-                }
-            }
-            source = b + (size_t)(r0 + k) * ldb;
-            for (int q = 0; q < npanels; q++) {
-                float *target = bpack + ((size_t)q * QK_KC + k) * QK_NR;
-                for (int j = 0; j < QK_NR; j++) {
-                    const int column = q * QK_NR + j;
-                    target[j] = column < n ? source[column] : 0.0f;
-                }
-            }
+            pack_row(a + (size_t)(rows ? rows[r0 + k] : r0 + k) * lda, m, apack + (size_t)k * QK_MR, QK_MR,
+                     (size_t)QK_KC * QK_MR);
+            pack_row(b + (size_t)(r0 + k) * ldb, n, bpack + (size_t)k * QK_NR, QK_NR, (size_t)QK_KC * QK_NR);
         }
         for (int p = 0; p < mpanels; p++) {
             for (int q = 0; q < npanels; q++) {
@@ -159,6 +160,103 @@ QK_INLINE void collect(int row_count, const float *scores, int lds, int32_t firs
     }
 }
 
+QK_INLINE int decode_rows(qk_decode_type type, const void *source, long row_stride, float *out, int width, int rows) {
+    for (int r = 0; r < rows; r++) {
+        const unsigned char *row = (const unsigned char *)source + (size_t)r * row_stride;
+        float *target = out + (size_t)r * width;
+        uint32_t largest = 0;
+        if (type == QK_DECODE_BF16) {
+            for (int i = 0; i < width; i++) {
+                uint16_t half;
+                memcpy(&half, row + 2 * (size_t)i, sizeof half);
+                const uint32_t bits = (uint32_t)half << 16;
+                memcpy(target + i, &bits, sizeof bits);
+                const uint32_t magnitude = bits & 0x7FFFFFFFu;
+                largest = magnitude > largest ? magnitude : largest;
+            }
+        } else {
+            for (int i = 0; i < width; i++) {
+                uint32_t bits;
+                memcpy(&bits, row + 4 * (size_t)i, sizeof bits);
+                memcpy(target + i, &bits, sizeof bits);
+                const uint32_t magnitude = bits & 0x7FFFFFFFu;
+                largest = magnitude > largest ? magnitude : largest;
+            }
+        }
+        // An exponent of all ones is an infinity or a NaN.
+        if (largest >= 0x7F800000u) return r;
+    }
+    return -1;
+}
+
+QK_INLINE void reflect_columns(const double *restrict v, double tau, double *first, long stride, int columns,
+                               int height) {
+    for (int j = 0; j < columns; j++) {
+        double *restrict y = first + (size_t)j * stride;
+        double w0 = 0, w1 = 0, w2 = 0, w3 = 0;
+        int i = 0;
+        for (; i + 4 <= height; i += 4) {
+            w0 += v[i] * y[i];
+            w1 += v[i + 1] * y[i + 1];
+            w2 += v[i + 2] * y[i + 2];
+            w3 += v[i + 3] * y[i + 3];
+        }
+        for (; i < height; i++) w0 += v[i] * y[i];
+        const double w = (w0 + w1) + (w2 + w3);
+        if (w == 0) continue;
+        const double factor = -tau * w;
+        for (i = 0; i < height; i++) y[i] += factor * v[i];
+    }
+}
+
+QK_INLINE void reflect_rows(const double *restrict v, double tau, double *first, long stride, int columns, int height,
+                            double *restrict work) {
+    memset(work, 0, sizeof(double) * (size_t)height);
+    for (int t = 0; t < columns; t++) {
+        const double *restrict y = first + (size_t)t * stride;
+        const double factor = v[t];
+        for (int i = 0; i < height; i++) work[i] += factor * y[i];
+    }
+    for (int t = 0; t < columns; t++) {
+        double *restrict y = first + (size_t)t * stride;
+        const double factor = -tau * v[t];
+        for (int i = 0; i < height; i++) y[i] += factor * work[i];
+    }
+}
+
+QK_INLINE void rotate_chain(double *base, int rows, long stride, int lo, int hi, const double *cosines,
+                            const double *sines) {
+    int row = 0;
+    // Strips of eight rows carry the running column in registers: each column is read and written
+    // once per chain instead of twice per rotation.
+    for (; row + 8 <= rows; row += 8) {
+        double *carried = base + (size_t)lo * stride + row;
+        qk_v8d x, y, rotated;
+        LOAD8D(x, carried);
+        for (int k = lo; k < hi; k++) {
+            double *next = carried + stride;
+            const double c = cosines[k], s = sines[k];
+            LOAD8D(y, next);
+            rotated = c * x + s * y;
+            STORE8D(carried, rotated);
+            x = c * y - s * x;
+            carried = next;
+        }
+        STORE8D(carried, x);
+    }
+    if (row < rows) {
+        for (int k = lo; k < hi; k++) {
+            double *x = base + (size_t)k * stride + row, *y = x + stride;
+            const double c = cosines[k], s = sines[k];
+            for (int i = 0; i < rows - row; i++) {
+                const double xi = x[i], yi = y[i];
+                x[i] = c * xi + s * yi;
+                y[i] = c * yi - s * xi;
+            }
+        }
+    }
+}
+
 #if defined(__x86_64__) || defined(__i386__)
 #define QK_HAS_X86 1
 #define QK_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
@@ -188,7 +286,56 @@ QK_AVX2 static void collect_avx2(int row_count, const float *s, int lds, int32_t
                                  double *token_sums, int ldt, qk_top *top) {
     collect(row_count, s, lds, first_row, tokens, token_sums, ldt, top);
 }
+QK_AVX512 static int decode_rows_avx512(qk_decode_type type, const void *source, long row_stride, float *out, int width,
+                                        int rows) {
+    return decode_rows(type, source, row_stride, out, width, rows);
+}
+QK_AVX2 static int decode_rows_avx2(qk_decode_type type, const void *source, long row_stride, float *out, int width,
+                                    int rows) {
+    return decode_rows(type, source, row_stride, out, width, rows);
+}
+QK_AVX512 static void reflect_columns_avx512(const double *v, double tau, double *first, long stride, int columns,
+                                            int height) {
+    reflect_columns(v, tau, first, stride, columns, height);
+}
+QK_AVX2 static void reflect_columns_avx2(const double *v, double tau, double *first, long stride, int columns,
+                                        int height) {
+    reflect_columns(v, tau, first, stride, columns, height);
+}
+QK_AVX512 static void reflect_rows_avx512(const double *v, double tau, double *first, long stride, int columns,
+                                         int height, double *work) {
+    reflect_rows(v, tau, first, stride, columns, height, work);
+}
+QK_AVX2 static void reflect_rows_avx2(const double *v, double tau, double *first, long stride, int columns, int height,
+                                     double *work) {
+    reflect_rows(v, tau, first, stride, columns, height, work);
+}
+QK_AVX512 static void rotate_chain_avx512(double *base, int rows, long stride, int lo, int hi, const double *cosines,
+                                         const double *sines) {
+    rotate_chain(base, rows, stride, lo, hi, cosines, sines);
+}
+QK_AVX2 static void rotate_chain_avx2(double *base, int rows, long stride, int lo, int hi, const double *cosines,
+                                     const double *sines) {
+    rotate_chain(base, rows, stride, lo, hi, cosines, sines);
+}
 #endif
+
+static void reflect_columns_portable(const double *v, double tau, double *first, long stride, int columns, int height) {
+    reflect_columns(v, tau, first, stride, columns, height);
+}
+static void reflect_rows_portable(const double *v, double tau, double *first, long stride, int columns, int height,
+                                  double *work) {
+    reflect_rows(v, tau, first, stride, columns, height, work);
+}
+static void rotate_chain_portable(double *base, int rows, long stride, int lo, int hi, const double *cosines,
+                                  const double *sines) {
+    rotate_chain(base, rows, stride, lo, hi, cosines, sines);
+}
+
+static int decode_rows_portable(qk_decode_type type, const void *source, long row_stride, float *out, int width,
+                                int rows) {
+    return decode_rows(type, source, row_stride, out, width, rows);
+}
 
 static void gemm_tn_portable(int m, int n, int count, const float *a, int lda, const int32_t *rows, const float *b,
                              int ldb, double *c, int ldc) {
@@ -241,13 +388,20 @@ typedef struct {
     void (*gemm_tn)(int, int, int, const float *, int, const int32_t *, const float *, int, double *, int);
     void (*scores)(int, int, const float *, int, const float *, int, float *, int);
     void (*collect)(int, const float *, int, int32_t, const int32_t *, double *, int, qk_top *);
+    int (*decode_rows)(qk_decode_type, const void *, long, float *, int, int);
+    void (*reflect_columns)(const double *, double, double *, long, int, int);
+    void (*reflect_rows)(const double *, double, double *, long, int, int, double *);
+    void (*rotate_chain)(double *, int, long, int, int, const double *, const double *);
 } qk_variant;
 
 static const qk_variant variants[] = {
-    [QK_ISA_PORTABLE] = {gemm_tn_portable, scores_portable, collect_portable},
+    [QK_ISA_PORTABLE] = {gemm_tn_portable, scores_portable, collect_portable, decode_rows_portable, reflect_columns_portable,
+                          reflect_rows_portable, rotate_chain_portable},
 #ifdef QK_HAS_X86
-    [QK_ISA_AVX2] = {gemm_tn_avx2, scores_avx2, collect_avx2},
-    [QK_ISA_AVX512] = {gemm_tn_avx512, scores_avx512, collect_avx512},
+    [QK_ISA_AVX2] = {gemm_tn_avx2, scores_avx2, collect_avx2, decode_rows_avx2, reflect_columns_avx2, reflect_rows_avx2,
+                      rotate_chain_avx2},
+    [QK_ISA_AVX512] = {gemm_tn_avx512, scores_avx512, collect_avx512, decode_rows_avx512, reflect_columns_avx512,
+                        reflect_rows_avx512, rotate_chain_avx512},
 #endif
 };
 
@@ -264,4 +418,22 @@ void qk_scores(int isa, int row_count, int depth, const float *x, int ldx, const
 void qk_collect(int isa, int row_count, const float *scores, int lds, int32_t first_row, const int32_t *tokens,
                 double *token_sums, int ldt, qk_top *top) {
     variants[qk_resolve_isa(isa)].collect(row_count, scores, lds, first_row, tokens, token_sums, ldt, top);
+}
+
+int qk_decode_rows(int isa, qk_decode_type type, const void *source, long row_stride, float *out, int width, int rows) {
+    return variants[qk_resolve_isa(isa)].decode_rows(type, source, row_stride, out, width, rows);
+}
+
+void qk_reflect_columns(int isa, const double *v, double tau, double *first, long stride, int columns, int height) {
+    variants[qk_resolve_isa(isa)].reflect_columns(v, tau, first, stride, columns, height);
+}
+
+void qk_reflect_rows(int isa, const double *v, double tau, double *first, long stride, int columns, int height,
+                     double *work) {
+    variants[qk_resolve_isa(isa)].reflect_rows(v, tau, first, stride, columns, height, work);
+}
+
+void qk_rotate_chain(int isa, double *base, int rows, long stride, int lo, int hi, const double *cosines,
+                     const double *sines) {
+    variants[qk_resolve_isa(isa)].rotate_chain(base, rows, stride, lo, hi, cosines, sines);
 }

@@ -63,6 +63,29 @@ typedef struct {
 void qk_collect(int isa, int row_count, const float *scores, int lds, int32_t first_row, const int32_t *tokens,
                 double *token_sums, int ldt, qk_top *top);
 
+// The SVD's inner loops, on column-major double matrices whose columns are `stride` doubles apart.
+
+/// `y ← (I − τ v vᵀ) y` for the `columns` columns `y` starting at `first` (`height` entries each).
+void qk_reflect_columns(int isa, const double *v, double tau, double *first, long stride, int columns, int height);
+
+/// `Y ← Y (I − τ v vᵀ)` for the `height × columns` block at `first`, whose row `i` is entry `i` of
+/// each column (`v` has `columns` entries); `work` holds `height` doubles.
+void qk_reflect_rows(int isa, const double *v, double tau, double *first, long stride, int columns, int height,
+                     double *work);
+
+/// Applies the plane rotations of columns `(k, k+1)` for `k = lo..<hi`, in that order, to the
+/// `rows`-row columns of `base`: `(x, y) ← (c·x + s·y, c·y − s·x)`.
+void qk_rotate_chain(int isa, double *base, int rows, long stride, int lo, int hi, const double *cosines,
+                     const double *sines);
+
+/// Element types `qk_decode_rows` converts.
+typedef enum { QK_DECODE_BF16 = 0, QK_DECODE_F32 = 1 } qk_decode_type;
+
+/// Converts `rows` rows of `width` little-endian elements, the rows `row_stride` bytes apart from
+/// `source` (any alignment), into consecutive rows of `out`. Returns the first row holding a NaN or
+/// an infinity, or −1.
+int qk_decode_rows(int isa, qk_decode_type type, const void *source, long row_stride, float *out, int width, int rows);
+
 #ifdef __cplusplus
 }
 #endif
