@@ -113,7 +113,9 @@ def main(argv):
                 n_components += r
     seconds = time.perf_counter() - start
     size = sum(os.path.getsize(os.path.join(capture, f)) for f in os.listdir(capture))
-    print(json.dumps({"step": "numpy", "seconds": seconds, "bytes": size, "gb_per_s": size / seconds / 1e9,
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"step": "numpy", "seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                      "bytes": size, "gb_per_s": size / seconds / 1e9,
                       "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                       "components": n_components, "per_value": per_value}))
 

@@ -16,17 +16,6 @@ BENCH=.build/release/qkbench
 
 record() { tee -a "$RESULTS"; }
 
-# Engine vs numpy on a capture shaped like a real model: 32 layers x 32 heads, 8 kv heads,
-# d_head 128, 10 keys per prompt, BF16; two prompt counts show memory does not grow with prompts.
-for prompts in 1000 2000; do
-  dir=$OUT/capture-$prompts
-  [ -f "$dir/capture.json" ] || "$BENCH" generate "$dir" --prompts "$prompts" | record
-  for i in $(seq "$REPEAT"); do
-    "$BENCH" engine "$dir" | sed "s/}$/,\"prompts\":$prompts}/" | record
-    python3 Benchmarks/numpy_contrast.py "$dir" | sed "s/}$/,\"prompts\":$prompts}/" | record
-  done
-done
-
 # Per-value ingest (issue 7): the shape users ask about, 8 layers x 16 heads, 4 kv heads, d_head 64,
 # 4000 prompts x 8 keys, BF16, two features of 8 values; `qkcat ingest` end to end (store included),
 # the engine alone (with its GFLOP/s) and numpy, pooled and per value, interleaved run by run; then
@@ -43,6 +32,22 @@ for i in $(seq "$REPEAT"); do
   done
 done
 python3 Benchmarks/gemm_numpy.py | record
+if [ "${1:-}" = ingest ]; then   # `Benchmarks/run.sh ingest`: this section alone
+  python3 Benchmarks/summarize.py "$RESULTS"
+  exit 0
+fi
+
+# Engine vs numpy on a capture shaped like a real model: 32 layers x 32 heads, 8 kv heads,
+# d_head 128, 10 keys per prompt, BF16; two prompt counts show memory does not grow with prompts.
+for prompts in 1000 2000; do
+  dir=$OUT/capture-$prompts
+  [ -f "$dir/capture.json" ] || "$BENCH" generate "$dir" --prompts "$prompts" | record
+  for i in $(seq "$REPEAT"); do
+    "$BENCH" engine "$dir" | sed "s/}$/,\"prompts\":$prompts}/" | record
+    python3 Benchmarks/numpy_contrast.py "$dir" | sed "s/}$/,\"prompts\":$prompts}/" | record
+  done
+done
+
 
 # One SVD per size, Swift and numpy, back to back.
 "$BENCH" svd | record

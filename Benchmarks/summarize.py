@@ -50,6 +50,11 @@ def main(path):
         rate = statistics.median(r["gflop_per_s"] for r in engine)
         print(f"| {mode} | {i:.2f} s | {e:.2f} s | {n:.2f} s | {n / i:.1f}x | {mb(i_rss)} | {mb(n_rss)} | "
               f"{i_rss / n_rss:.2f} | {rate:.1f} ({engine[0]['gflop']:.1f} GFLOP) |")
+        i_cpu = [r["cpu_seconds_per_run"] for r in ingest if "cpu_seconds_per_run" in r]
+        n_cpu = [r["cpu_seconds"] for r in numpy if "cpu_seconds" in r]
+        if i_cpu and n_cpu:
+            ic, nc = statistics.median(i_cpu), statistics.median(n_cpu)
+            print(f"|   CPU seconds (user + sys) | {ic:.2f} s | | {nc:.2f} s | {nc / ic:.1f}x | | | | |")
     gemm = by_step.get(("gemm_numpy", None), [])
     if gemm:
         print(f"\nnumpy float32 GEMM ({gemm[-1]['size']}^2): {gemm[-1]['gflop_per_s']:.0f} GFLOP/s\n")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Time a whole command, process start included: `time_command.py [--fresh PATH]... STEP N CMD...`
 runs CMD N times (after one warm-up) and prints one JSON line with the median and p90 wall seconds,
-every run's seconds, and the command's peak RSS (the largest of its runs). `--fresh PATH` deletes
+every run's seconds, the CPU seconds per run (warm-up included in the mean), and the command's peak
+RSS (the largest of its runs). `--fresh PATH` deletes
 PATH (and its SQLite -wal and -shm files) before every run, e.g. the catalog of an ingest."""
 import json
 import os
@@ -31,7 +32,9 @@ def run():
 
 run()
 times = sorted(run() for _ in range(runs))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"step": step, "runs": runs, "median_seconds": statistics.median(times),
+                  "cpu_seconds_per_run": (usage.ru_utime + usage.ru_stime) / (runs + 1),
                   "p90_seconds": times[int(0.9 * (runs - 1))], "seconds": times,
                   "peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
                   "command": " ".join(command)}))
