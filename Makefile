@@ -15,7 +15,7 @@ TRAJECTORY_LAYER := 1
 TRAJECTORY_HEAD := 0
 TORCH_VERSION := 2.13.*
 
-.PHONY: all build release demo test test-swift test-python bench deps clean
+.PHONY: all build release demo test test-swift test-python test-package bench deps clean
 
 all: build
 
@@ -44,7 +44,7 @@ demo: release
 	$(QKCAT) trajectory --db $(DEMO_DB) --model $(TRAJECTORY_MODEL) --layer $(TRAJECTORY_LAYER) --head $(TRAJECTORY_HEAD) --feature category
 	$(QKCAT) compare --db $(DEMO_DB) --model $(TRAJECTORY_MODEL) --from step0 --to $(TRAJECTORY_LAST) --feature category
 
-test: deps test-swift test-python
+test: deps test-swift test-python test-package
 
 # The executable is built first: a test kills a real `qkcat ingest` process midway.
 test-swift:
@@ -65,6 +65,10 @@ $(PY_STAMP): python/pyproject.toml
 
 test-python: $(PY_STAMP)
 	cd python && QKCAT_BIN=.build/debug/qkcat HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
+
+# A package depending on qkcat by version (not by path) builds its libraries: no unsafe build flags.
+test-package: deps
+	SWIFT=$(SWIFT) .ci/versioned-dependency-test.sh
 
 bench: deps $(PY_STAMP)
 	Benchmarks/run.sh

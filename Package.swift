@@ -1,16 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Hot loops want AVX2/FMA/F16C (Haswell and later); every machine of this project's kind has them. The flag is only
-// applied where the build host is x86_64 (host and target are the same machine here).
-// Dynamic exclusivity checks cost ~11% of the engine's time in its kernels' buffer classes, whose
-// access is already confined to one worker each; they stay on everywhere else.
-#if arch(x86_64)
-let fastMath: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell", "-enforce-exclusivity=unchecked"])]
-#else
-let fastMath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
-#endif
-
+// No unsafe build flags anywhere: a package that depends on qkcat by version must be able to build
+// it. The hot loops live in CQKKernels, compiled for AVX-512, AVX2 and the baseline target at once
+// and chosen at run time from the CPU's features.
 let package = Package(
     name: "qkcat",
     products: [
@@ -24,15 +17,15 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
-        .target(name: "QKEngine", swiftSettings: fastMath),
+        .target(name: "CQKKernels"),
+        .target(name: "QKEngine", dependencies: ["CQKKernels"]),
         .target(name: "QKStore", dependencies: ["CSQLite", "QKEngine"]),
         .target(name: "QKCommands", dependencies: ["QKEngine", "QKStore"]),
         .executableTarget(name: "qkcat", dependencies: ["QKCommands"]),
         .executableTarget(
             name: "qkbench",
             dependencies: ["QKEngine", "QKStore", "QKCommands", "QKTestSupport"],
-            path: "Benchmarks/qkbench",
-            swiftSettings: fastMath
+            path: "Benchmarks/qkbench"
         ),
         .target(name: "QKTestSupport", dependencies: ["QKEngine", "QKStore"]),
         .testTarget(name: "QKEngineTests", dependencies: ["QKEngine", "QKTestSupport"]),

@@ -16,6 +16,27 @@ BENCH=.build/release/qkbench
 
 record() { tee -a "$RESULTS"; }
 
+# Per-value ingest (issue 7): the shape users ask about, 8 layers x 16 heads, 4 kv heads, d_head 64,
+# 4000 prompts x 8 keys, BF16, two features of 8 values; `qkcat ingest` end to end (store included),
+# the engine alone (with its GFLOP/s) and numpy, pooled and per value, interleaved run by run; then
+# the machine's float32 GEMM rate as numpy achieves it.
+dir=$OUT/capture-pervalue
+[ -f "$dir/capture.json" ] || "$BENCH" generate "$dir" --layers 8 --heads 16 --kv-heads 4 --d 64 --prompts 4000 --keys 8 --values 8 | record
+for i in $(seq "$REPEAT"); do
+  for mode in pooled per-value; do
+    flag=$([ "$mode" = per-value ] && echo --per-value || true)
+    python3 Benchmarks/time_command.py --fresh "$OUT/ingest.sqlite" "ingest-$mode" 1 \
+      .build/release/qkcat ingest "$dir" --db "$OUT/ingest.sqlite" $flag -q | record
+    "$BENCH" engine "$dir" $flag | sed "s/}$/,\"mode\":\"$mode\"}/" | record
+    python3 Benchmarks/numpy_contrast.py "$dir" $flag | sed "s/}$/,\"mode\":\"$mode\"}/" | record
+  done
+done
+python3 Benchmarks/gemm_numpy.py | record
+if [ "${1:-}" = ingest ]; then   # `Benchmarks/run.sh ingest`: this section alone
+  python3 Benchmarks/summarize.py "$RESULTS"
+  exit 0
+fi
+
 # Engine vs numpy on a capture shaped like a real model: 32 layers x 32 heads, 8 kv heads,
 # d_head 128, 10 keys per prompt, BF16; two prompt counts show memory does not grow with prompts.
 for prompts in 1000 2000; do
@@ -26,6 +47,7 @@ for prompts in 1000 2000; do
     python3 Benchmarks/numpy_contrast.py "$dir" | sed "s/}$/,\"prompts\":$prompts}/" | record
   done
 done
+
 
 # One SVD per size, Swift and numpy, back to back.
 "$BENCH" svd | record

@@ -33,6 +33,32 @@ def main(path):
               f"{size / n / 1e9:.2f} | {mb(e_rss)} | {mb(n_rss)} | {e_rss / n_rss:.2f} |")
     print(f"\n(medians of {len(by_step.get(('engine', 2000), []))} runs each)\n")
 
+    print("### Ingest vs numpy (8 layers x 16 heads, 4 kv heads, d_head 64, 4000 prompts x 8 keys, BF16)\n")
+    print("| mode | qkcat ingest | engine alone | numpy | ingest speed-up | ingest peak RSS | numpy peak RSS | RSS ratio | engine GFLOP/s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for mode in ("pooled", "per-value"):
+        ingest = by_step.get((f"ingest-{mode}", None), [])
+        engine = [r for r in rows if r.get("step") == "engine" and r.get("mode") == mode]
+        numpy = [r for r in rows if r.get("step") == "numpy" and r.get("mode") == mode]
+        if not ingest or not engine or not numpy:
+            continue
+        i = statistics.median(r["median_seconds"] for r in ingest)
+        e = statistics.median(r["seconds"] for r in engine)
+        n = statistics.median(r["seconds"] for r in numpy)
+        i_rss = statistics.median(r["peak_rss"] for r in ingest)
+        n_rss = statistics.median(r["peak_rss"] for r in numpy)
+        rate = statistics.median(r["gflop_per_s"] for r in engine)
+        print(f"| {mode} | {i:.2f} s | {e:.2f} s | {n:.2f} s | {n / i:.1f}x | {mb(i_rss)} | {mb(n_rss)} | "
+              f"{i_rss / n_rss:.2f} | {rate:.1f} ({engine[0]['gflop']:.1f} GFLOP) |")
+        i_cpu = [r["cpu_seconds_per_run"] for r in ingest if "cpu_seconds_per_run" in r]
+        n_cpu = [r["cpu_seconds"] for r in numpy if "cpu_seconds" in r]
+        if i_cpu and n_cpu:
+            ic, nc = statistics.median(i_cpu), statistics.median(n_cpu)
+            print(f"|   CPU seconds (user + sys) | {ic:.2f} s | | {nc:.2f} s | {nc / ic:.1f}x | | | | |")
+    gemm = by_step.get(("gemm_numpy", None), [])
+    if gemm:
+        print(f"\nnumpy float32 GEMM ({gemm[-1]['size']}^2): {gemm[-1]['gflop_per_s']:.0f} GFLOP/s\n")
+
     svd = by_step.get(("svd", None), [])
     svd_numpy = by_step.get(("svd_numpy", None), [])
     if svd and svd_numpy:

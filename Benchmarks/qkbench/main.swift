@@ -1,7 +1,7 @@
 // qkbench: the measurements behind `make bench` (see Benchmarks/README.md).
 //
-//   qkbench generate DIR [--layers N] [--heads N] [--kv-heads N] [--d N] [--prompts N] [--keys N] [--dtype bf16]
-//   qkbench engine DIR [--threads N]       one JSON line: wall time, GB/s, peak RSS
+//   qkbench generate DIR [--layers N] [--heads N] [--kv-heads N] [--d N] [--prompts N] [--keys N] [--values N] [--dtype bf16]
+//   qkbench engine DIR [--threads N] [--per-value]   one JSON line: wall time, GB/s, peak RSS
 //   qkbench svd                            SVD medians per size, one JSON line
 //   qkbench attribute DIR [--db PATH] [--repeat N]   `qkcat attribute DIR --all` throughput
 //   qkbench search CATALOG                 search p50/p99 per query kind over 1M components
@@ -64,7 +64,7 @@ do {
         let spec = SyntheticCaptureSpec(
             model: model, layers: Array(0..<model.layerCount), promptCount: option("prompts", arguments, default: 2000),
             keysPerPrompt: keys, unlabelledKeysPerPrompt: 0,
-            features: [SyntheticFeature(name: "category", valueCount: 6, rank: 4),
+            features: [SyntheticFeature(name: "category", valueCount: option("values", arguments, default: 6), rank: 4),
                        SyntheticFeature(name: "order", kind: "binding", valueCount: keys, rank: 3, assignment: .slot)],
             noise: 0.05, dtype: dtype, seed: 42)
         let start = now()
@@ -76,16 +76,29 @@ do {
         let threads = option("threads", arguments, default: ProcessInfo.processInfo.activeProcessorCount)
         let start = now()
         let reader = try CaptureReader.open(dir)
-        let decomposer = try Decomposer(reader: reader, options: DecompositionOptions(threads: threads))
+        let perValue = arguments.contains("--per-value")
+        let decomposer = try Decomposer(reader: reader, options: DecompositionOptions(perValue: perValue, threads: threads))
         var decompositions = 0, components = 0
+        // The engine's arithmetic (multiply-adds × 2), SVDs aside: key sums and ΔC per contrast, and
+        // every key and query scored against every kept component of its group or head.
+        let model = reader.header.model, d = Double(model.headDimension)
+        let table = reader.prompts
+        var flops = 0.0
+        for spec in decomposer.plan.specs {
+            flops += Double(decomposer.layers.count) * (Double(model.kvHeadCount) * 2 * Double(spec.keyCount) * d
+                + Double(model.headCount) * 2 * d * d * Double(spec.promptCount))
+        }
         try decomposer.run { layer in
             decompositions += layer.decompositions.count
-            components += layer.decompositions.reduce(0) { $0 + $1.components.count }
+            let kept = layer.decompositions.reduce(0) { $0 + $1.components.count }
+            components += kept
+            flops += 2 * d * Double(kept) * Double(table.keyCount + table.promptCount)
         }
         let seconds = now() - start
         let bytes = directorySize(dir)
         emit(["step": "engine", "seconds": seconds, "bytes": bytes, "gb_per_s": Double(bytes) / seconds / 1e9,
-              "peak_rss": peakRSS(), "decompositions": decompositions, "components": components, "threads": threads])
+              "peak_rss": peakRSS(), "decompositions": decompositions, "components": components, "threads": threads,
+              "per_value": perValue, "gflop": flops / 1e9, "gflop_per_s": flops / 1e9 / seconds])
     case "attribute":
         emit(try attributeBenchmark(Array(arguments.dropFirst())))
     case "compare-match":

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import QKEngine
+@testable import QKEngine
 
 /// A fresh directory under the system temporary folder, removed by `cleanup()`.
 private func scratchDirectory(_ name: String) -> URL {
@@ -111,7 +111,7 @@ struct DecomposerTests {
             var queries = [Float](repeating: 0, count: table.promptCount * d)
             try queries.withUnsafeMutableBufferPointer { try tensors.queries.decodeSlice(head: result.head, into: $0) }
             let labels = try #require(table.labels(of: result.feature))
-            var plus = [Double](repeating: 0, count: d * d), minus = plus
+            var plus = [Double](repeating: 0, count: d * d), minus = plus, plusMagnitude = plus, minusMagnitude = plus
             var nPlus = 0, nMinus = 0
             for p in 0..<table.promptCount {
                 let qv = labels.queryCodes[p]
@@ -123,6 +123,7 @@ struct DecomposerTests {
                         for c in 0..<d {
                             let x = Double(queries[p * d + r]) * Double(keys[j * d + c])
                             if positive { plus[r * d + c] += x } else { minus[r * d + c] += x }
+                            if positive { plusMagnitude[r * d + c] += abs(x) } else { minusMagnitude[r * d + c] += abs(x) }
                         }
                     }
                 }
@@ -130,8 +131,14 @@ struct DecomposerTests {
             let delta = Matrix(rows: d, columns: d, elements: (0..<(d * d)).map {
                 plus[$0] / Double(nPlus) - minus[$0] / Double(nMinus)
             })
+            // The engine's float kernels: each entry within (64 prompts per float block + 7 keys per prompt + 2)
+            // unit roundoffs of the sum of its terms' magnitudes (see `Kernels.contrast`).
+            let magnitude = Matrix(rows: d, columns: d, elements: (0..<(d * d)).map {
+                plusMagnitude[$0] / Double(nPlus) + minusMagnitude[$0] / Double(nMinus)
+            })
+            let allowed = Double(Kernels.floatBlockDepth + 7 + 2) * 0x1p-24 * magnitude.frobeniusNorm
             #expect(result.positivePairs == nPlus && result.negativePairs == nMinus)
-            #expect(abs(result.frobenius - delta.frobeniusNorm) <= 1e-9 * delta.frobeniusNorm)
+            #expect(abs(result.frobenius - delta.frobeniusNorm) <= allowed)
             // With energy 1 every component is kept: Σ σᵢ uᵢ vᵢᵀ must rebuild the definition's ΔC.
             var rebuilt = [Double](repeating: 0, count: d * d)
             for component in result.components {
@@ -141,7 +148,7 @@ struct DecomposerTests {
             }
             let error = zip(rebuilt, delta.elements).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
             // u and v are stored as Float: allow their rounding.
-            #expect(error <= 1e-5 * delta.frobeniusNorm, "‖rebuilt − ΔC‖ = \(error)")
+            #expect(error <= 1e-5 * delta.frobeniusNorm + allowed, "‖rebuilt − ΔC‖ = \(error)")
         }
     }
 

@@ -33,11 +33,15 @@ public enum ContentHash {
         let size = Int(info.st_size)
         let chunks = (size + chunkSize - 1) / chunkSize
         let hashes = ResultBox<UInt64>(count: chunks)
+        // One buffer per worker, mapped and unmapped here: chunk-sized blocks from malloc would stay
+        // in the arenas of whichever pool threads ran the workers, and in the peak RSS of an ingest.
+        let buffers = ChunkBuffers(count: min(threads, chunks), byteCount: chunkSize)
         parallelFor(count: chunks, threads: threads) { index in
             let offset = index * chunkSize
             let length = min(chunkSize, size - offset)
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 64)
-            defer { buffer.deallocate() }
+            let whole = buffers.take()
+            defer { buffers.give(whole) }
+            let buffer = UnsafeMutableRawBufferPointer(rebasing: whole[0..<length])
             var done = 0
             while done < length {
                 let n = pread(descriptor, buffer.baseAddress! + done, length - done, off_t(offset + done))
@@ -63,6 +67,36 @@ public enum ContentHash {
 }
 
 /// XXH64 (Yann Collet's xxHash, 64-bit variant, seed 0).
+/// A fixed set of anonymous mappings handed to workers one at a time, unmapped on release.
+private final class ChunkBuffers: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [UnsafeMutableRawBufferPointer] = []
+    private var all: [UnsafeMutableRawBufferPointer] = []
+
+    init(count: Int, byteCount: Int) {
+        for _ in 0..<max(count, 1) {
+            let pointer = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            precondition(pointer != MAP_FAILED && pointer != nil, "cannot map \(byteCount) bytes")
+            all.append(UnsafeMutableRawBufferPointer(start: pointer, count: byteCount))
+        }
+        free = all
+    }
+
+    deinit { for buffer in all { munmap(buffer.baseAddress, buffer.count) } }
+
+    func take() -> UnsafeMutableRawBufferPointer {
+        lock.lock()
+        defer { lock.unlock() }
+        return free.removeLast()
+    }
+
+    func give(_ buffer: UnsafeMutableRawBufferPointer) {
+        lock.lock()
+        free.append(buffer)
+        lock.unlock()
+    }
+}
+
 enum XXH64 {
     private static let p1: UInt64 = 0x9E37_79B1_85EB_CA87
     private static let p2: UInt64 = 0xC2B2_AE3D_27D4_EB4F

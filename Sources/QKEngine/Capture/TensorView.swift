@@ -1,3 +1,4 @@
+import CQKKernels
 import Foundation
 
 /// A capture's query and key tensors for one layer.
@@ -89,12 +90,13 @@ public struct TensorView: @unchecked Sendable {
             let rows = piece.rows.count
             let source = piece.mapping.base + piece.fileRange.lowerBound + head * width * elementSize
             let output = destination.baseAddress! + piece.rows.lowerBound * width
-            // One dtype switch per slice, so each row loop calls a known (inlined) decoder.
+            // One dtype switch per slice, so each row loop calls a known (inlined) decoder; BF16 and F32
+            // (the common cases) through the C kernels, compiled for the CPU's vector units.
             let badRow: Int?
             switch dtype {
-            case .bf16: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeBF16, source, rowStride, output, width, rows)
+            case .bf16: badRow = TensorDecoder.decodeRows(QK_DECODE_BF16, source, rowStride, output, width, rows)
             case .f16: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF16, source, rowStride, output, width, rows)
-            case .f32: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF32, source, rowStride, output, width, rows)
+            case .f32: badRow = TensorDecoder.decodeRows(QK_DECODE_F32, source, rowStride, output, width, rows)
             case .f64: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF64, source, rowStride, output, width, rows)
             }
             if let row = badRow {
@@ -189,6 +191,13 @@ enum TensorDecoder {
             return row
         }
         return nil
+    }
+
+    /// `decodeRows` by the C kernel for `type`.
+    static func decodeRows(_ type: qk_decode_type, _ source: UnsafeRawPointer, _ rowStride: Int,
+                           _ output: UnsafeMutablePointer<Float>, _ width: Int, _ rows: Int) -> Int? {
+        let bad = qk_decode_rows(-1, type, source, rowStride, output, Int32(width), Int32(rows))
+        return bad < 0 ? nil : Int(bad)
     }
 
     /// Index of the first NaN or infinity among `count` decoded floats (`count` if none).

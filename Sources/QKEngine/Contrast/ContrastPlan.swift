@@ -20,6 +20,11 @@ public struct ContrastSpec: Sendable, Equatable {
     var keyIndices: [Int32]
     /// `1/N₊` or `−1/N₋` per contributing key.
     var keyWeights: [Double]
+
+    /// Prompts that contribute at least one pair.
+    public var promptCount: Int { prompts.count }
+    /// Keys that contribute at least one pair.
+    public var keyCount: Int { keyIndices.count }
 }
 
 /// The contrasts of a capture: one per feature (pooled) and, on request, one per query value.

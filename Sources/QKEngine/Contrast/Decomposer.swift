@@ -11,6 +11,9 @@ public struct Decomposer: Sendable {
     public let options: DecompositionOptions
     public let plan: ContrastPlan
     public let layers: [Int]
+    /// Dense token ids of the keys and of the queries, for per-token sums.
+    let keyVocabulary: TokenVocabulary
+    let queryVocabulary: TokenVocabulary
 
     /// Validates `options` against the capture and plans the contrasts.
     public init(reader: CaptureReader, options: DecompositionOptions) throws(EngineError) {
@@ -44,6 +47,8 @@ public struct Decomposer: Sendable {
         self.options = options
         self.layers = layers
         self.plan = ContrastPlan(prompts: reader.prompts, features: features, perValue: options.perValue)
+        self.keyVocabulary = TokenVocabulary(tokens: reader.prompts.keyTokens)
+        self.queryVocabulary = TokenVocabulary(tokens: reader.prompts.queryTokens)
     }
 
     /// Work units per layer, for progress reporting.
@@ -104,8 +109,9 @@ public struct Decomposer: Sendable {
 
     /// All contrasts of the query heads that read kv head `kvHead`.
     ///
-    /// Each head's contrasts are decomposed (in parallel when there are threads to spare); then the
-    /// key-side scores of every kept component of the group come from one pass over the keys,
+    /// Each head's contrasts are decomposed (in parallel when there are threads to spare) and the
+    /// query-side examples of all its components come from one pass over its queries; then the
+    /// key-side examples of every kept component of the group come from one pass over the keys,
     /// which are shared by the group and are the largest thing a worker reads.
     private func decomposeGroup(layer: Int, kvHead: Int, tensors: LayerTensors, threads: Int,
                                 pool: ScratchPool) throws -> [Decomposition] {
@@ -116,7 +122,7 @@ public struct Decomposer: Sendable {
         defer { pool.recycle(keys) }
         let heads = Array((kvHead * model.groupSize)..<((kvHead + 1) * model.groupSize))
         // Key sums per contrast, shared by every head of the group.
-        let sums: [DoubleRows] = plan.specs.map { spec in
+        let sums: [FloatRows] = plan.specs.map { spec in
             let rows = pool.rows(spec.prompts.count, d)
             Kernels.weightedKeySums(keys: keys, spec: spec, into: rows)
             return rows
@@ -129,14 +135,14 @@ public struct Decomposer: Sendable {
                 let queries = try decodeRows(tensors.queries, head: head, rows: table.promptCount, columns: d, pool: pool)
                 defer { pool.recycle(queries) }
                 let meanQuery = queries.meanRow()
-                let aggregator = TokenAggregator(tokenCount: table.tokenStrings.count)
                 var results: [Decomposition] = []
                 for (spec, sum) in zip(plan.specs, sums) {
-                    let delta = Kernels.transposedProduct(a: queries, rows: spec.prompts, b: sum)
+                    let delta = Kernels.contrast(a: queries, rows: spec.prompts, b: sum, variant: options.kernelVariant)
                     results.append(decomposition(
                         of: Matrix(rows: d, columns: d, elements: delta), layer: layer, head: head, kvHead: kvHead,
-                        spec: spec, queries: queries, meanQuery: meanQuery, aggregator: aggregator))
+                        spec: spec, meanQuery: meanQuery))
                 }
+                addExamples(to: &results, side: .query, rows: queries)
                 outcome.set(index, .success(results))
             } catch {
                 outcome.set(index, .failure(error))
@@ -150,65 +156,57 @@ public struct Decomposer: Sendable {
             case nil: preconditionFailure("a head produced no result")
             }
         }
-        try addKeyExamples(to: &all, keys: keys)
+        addExamples(to: &all, side: .key, rows: keys)
         return all
     }
 
-    /// Scores every key against every kept component's `v` in one pass, then keeps each
-    /// component's top keys and token aggregates.
-    private func addKeyExamples(to decompositions: inout [Decomposition], keys: DoubleRows) throws {
+    /// Scores every row of `rows` (a head's queries, or its group's keys) against every kept
+    /// component's `u` (or `v`) at once, and keeps each component's top rows and token aggregates.
+    private func addExamples(to decompositions: inout [Decomposition], side: Side, rows: FloatRows) {
         let table = reader.prompts
-        var vectors: [[Double]] = []
-        for d in decompositions {
-            for c in d.components { vectors.append(c.v.map(Double.init)) }
+        var slots: [(decomposition: Int, component: Int)] = []
+        for i in decompositions.indices {
+            for j in decompositions[i].components.indices { slots.append((i, j)) }
         }
-        guard !vectors.isEmpty else { return }
-        let scores = Kernels.rowScores(rows: keys, vectors: vectors)
-        let aggregator = TokenAggregator(tokenCount: table.tokenStrings.count)
-        scores.withUnsafeBufferPointer { scores in
-            var column = 0
-            for i in decompositions.indices {
-                for j in decompositions[i].components.indices {
-                    decompositions[i].components[j].keys = TopExamples.collect(
-                        count: table.keyCount, top: options.topCount,
-                        scores: StridedScores(base: scores.baseAddress! + column, stride: vectors.count),
-                        example: { key, score in
-                            Example(prompt: table.prompt(ofKey: key), position: Int(table.keyPositions[key]),
-                                    token: table.keyTokens[key], score: score)
-                        },
-                        tokens: table.keyTokens, aggregator: aggregator)
-                    column += 1
+        let vocabulary = side == .key ? keyVocabulary : queryVocabulary
+        var start = 0
+        while start < slots.count {
+            let chunk = slots[start..<min(start + ExampleCollector.maxColumns, slots.count)]
+            let vectors = chunk.map { side == .key ? decompositions[$0.0].components[$0.1].v : decompositions[$0.0].components[$0.1].u }
+            let collector = ExampleCollector(vectors: vectors, depth: rows.columns, top: options.topCount,
+                                             tokenSlots: vocabulary.tokens.count, variant: options.kernelVariant)
+            collector.scan(rows, tokenIDs: vocabulary.ids)
+            for (column, slot) in chunk.enumerated() {
+                switch side {
+                case .key:
+                    decompositions[slot.0].components[slot.1].keys = collector.side(column, vocabulary: vocabulary) { key, score in
+                        Example(prompt: table.prompt(ofKey: key), position: Int(table.keyPositions[key]),
+                                token: table.keyTokens[key], score: score)
+                    }
+                case .query:
+                    decompositions[slot.0].components[slot.1].queries = collector.side(column, vocabulary: vocabulary) { p, score in
+                        Example(prompt: p, position: Int(table.queryPositions[p]), token: table.queryTokens[p], score: score)
+                    }
                 }
             }
+            start += chunk.count
         }
     }
 
-    /// SVD, rank, sign convention and query-side examples of one `ΔC` (key-side examples come later).
+    /// SVD, rank and sign convention of one `ΔC` (examples come later).
     private func decomposition(of delta: Matrix, layer: Int, head: Int, kvHead: Int, spec: ContrastSpec,
-                               queries: DoubleRows, meanQuery: [Double], aggregator: TokenAggregator) -> Decomposition {
-        let table = reader.prompts
+                               meanQuery: [Double]) -> Decomposition {
         let svd = leadingSingularPairs(delta) { Spectrum.rank(of: $0, energy: options.energy, maxRank: options.maxRank) }
         let sigmas = svd.singularValues
         let rank = svd.u.columns
         let totalEnergy = sigmas.reduce(0) { $0 + $1 * $1 }
-        var us: [[Double]] = [], vs: [[Double]] = []
+        var components: [Component] = []
         for i in 0..<rank {
             let u = svd.u.column(i), v = svd.v.column(i)
             let sign = Spectrum.conventionalSign(u: u, meanQuery: meanQuery)
-            us.append(u.map { $0 * sign })
-            vs.append(v.map { $0 * sign })
-        }
-        let queryScores = Kernels.rowScores(rows: queries, vectors: us)
-        var components: [Component] = []
-        for i in 0..<rank {
-            let querySide = queryScores.withUnsafeBufferPointer { scores in TopExamples.collect(
-                count: table.promptCount, top: options.topCount,
-                scores: StridedScores(base: scores.baseAddress! + i, stride: rank),
-                example: { p, s in Example(prompt: p, position: Int(table.queryPositions[p]), token: table.queryTokens[p], score: s) },
-                tokens: table.queryTokens, aggregator: aggregator) }
             components.append(Component(
                 index: i, sigma: sigmas[i], energyShare: totalEnergy > 0 ? sigmas[i] * sigmas[i] / totalEnergy : 0,
-                u: us[i].map { Float($0) }, v: vs[i].map { Float($0) }, queries: querySide, keys: SideExamples()))
+                u: u.map { Float($0 * sign) }, v: v.map { Float($0 * sign) }, queries: SideExamples(), keys: SideExamples()))
         }
         return Decomposition(
             layer: layer, head: head, kvHead: kvHead, feature: spec.feature, value: spec.value,
@@ -217,12 +215,14 @@ public struct Decomposer: Sendable {
     }
 
     private func decodeRows(_ tensor: TensorView, head: Int, rows: Int, columns: Int,
-                            pool: ScratchPool) throws(EngineError) -> DoubleRows {
-        let floats = pool.floats(rows * columns)
-        defer { pool.recycle(floats) }
-        try tensor.decodeSlice(head: head, into: floats)
+                            pool: ScratchPool) throws(EngineError) -> FloatRows {
         let out = pool.rows(rows, columns)
-        out.load(from: UnsafeBufferPointer(floats))
+        do {
+            try tensor.decodeSlice(head: head, into: out.buffer)
+        } catch {
+            pool.recycle(out)
+            throw error
+        }
         return out
     }
 }

@@ -16,6 +16,8 @@ public struct DecompositionOptions: Sendable, Equatable {
     public var topCount: Int = 20
     /// Worker threads (nil: one per core).
     public var threads: Int? = nil
+    /// The variant of the C kernels to run (nil: the best the CPU supports); tests compare them.
+    var kernelVariant: KernelVariant? = nil
 
     public init(energy: Double = 0.99, maxRank: Int? = nil, perValue: Bool = false, features: [String]? = nil,
                 layers: [Int]? = nil, topCount: Int = 20, threads: Int? = nil) {

@@ -1,3 +1,5 @@
+import CQKKernels
+
 /// The thin singular value decomposition `A = U · diag(σ) · Vᵀ` of an `m × n` matrix, `k = min(m, n)`.
 public struct SingularValueDecomposition: Sendable {
     /// `m × k`; its columns are the left singular vectors.
@@ -164,10 +166,8 @@ enum BidiagonalSVD {
             let (beta, tau) = Householder.make(leftVector, height)
             d[k] = beta
             tauLeft[k] = tau
-            if tau != 0 {
-                for j in (k + 1)..<n {
-                    Householder.apply(leftVector, tau, to: a.column(j) + k, height)
-                }
+            if tau != 0 && k + 1 < n {
+                qk_reflect_columns(-1, leftVector, tau, a.column(k + 1) + k, a.stride, Int32(n - k - 1), Int32(height))
             }
             guard k < n - 1 else { continue }
             let width = n - k - 1
@@ -180,15 +180,8 @@ enum BidiagonalSVD {
             tauRight[k] = tauR
             if tauR != 0 {
                 // Rows below k: A ← A − τ (A v) vᵀ, as two sweeps over contiguous columns.
-                let below = m - k - 1
-                let w = scratch.base
-                w.update(repeating: 0, count: below)
-                for t in 0..<width {
-                    VectorKernels.axpy(rightVector[t], a.column(k + 1 + t) + k + 1, w, below)
-                }
-                for t in 0..<width {
-                    VectorKernels.axpy(-tauR * rightVector[t], w, a.column(k + 1 + t) + k + 1, below)
-                }
+                qk_reflect_rows(-1, rightVector, tauR, a.column(k + 1) + k + 1, a.stride, Int32(width), Int32(m - k - 1),
+                                scratch.base)
             }
         }
 
@@ -201,10 +194,7 @@ enum BidiagonalSVD {
                 u.column(j)[j] = 1
             }
             for k in stride(from: n - 1, through: 0, by: -1) where tauLeft[k] != 0 {
-                let vector = a.column(k) + k
-                for j in k..<n {
-                    Householder.apply(vector, tauLeft[k], to: u.column(j) + k, m - k)
-                }
+                qk_reflect_columns(-1, a.column(k) + k, tauLeft[k], u.column(k) + k, u.stride, Int32(n - k), Int32(m - k))
             }
             left = u
             if rightVectors {
@@ -213,10 +203,8 @@ enum BidiagonalSVD {
                     v.column(j)[j] = 1
                 }
                 for k in stride(from: n - 2, through: 0, by: -1) where tauRight[k] != 0 {
-                    let vector = rightReflectors.column(k) + k + 1
-                    for j in (k + 1)..<n {
-                        Householder.apply(vector, tauRight[k], to: v.column(j) + k + 1, n - k - 1)
-                    }
+                    qk_reflect_columns(-1, rightReflectors.column(k) + k + 1, tauRight[k], v.column(k + 1) + k + 1, v.stride,
+                                       Int32(n - k - 1), Int32(n - k - 1))
                 }
                 right = v
             }
@@ -450,8 +438,8 @@ struct BidiagonalQR {
     private static func applyChain(_ buffer: ColumnMajorBuffer, lo: Int, hi: Int, cosines: [Double], sines: [Double]) {
         cosines.withUnsafeBufferPointer { c in
             sines.withUnsafeBufferPointer { s in
-                VectorKernels.rotateChain(buffer.base, rows: buffer.rows, stride: buffer.stride, lo: lo, hi: hi,
-                                          cosines: c.baseAddress!, sines: s.baseAddress!)
+                qk_rotate_chain(-1, buffer.base, Int32(buffer.rows), buffer.stride, Int32(lo), Int32(hi), c.baseAddress!,
+                                s.baseAddress!)
             }
         }
     }

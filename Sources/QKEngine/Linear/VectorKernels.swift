@@ -1,7 +1,7 @@
 /// The inner loops of the dense linear algebra, on raw contiguous vectors.
 ///
-/// Plain scalar loops, unrolled by four with independent accumulators: the optimizer turns them into
-/// AVX2 code in release builds, and they stay tolerable in debug builds (where SIMD types are not).
+/// Plain scalar loops, unrolled by four with independent accumulators, which the optimizer vectorizes
+/// for the baseline target; the SVD's heaviest loops are C kernels (CQKKernels) chosen for the CPU.
 enum VectorKernels {
     /// `Σ x[i] · y[i]` over `count` entries.
     @inline(__always)
@@ -74,57 +74,6 @@ enum VectorKernels {
             let yi = y[i]
             x[i] = c * xi + s * yi
             y[i] = c * yi - s * xi
-        }
-    }
-
-    /// Applies the rotations of columns `(k, k+1)` for `k = lo..<hi`, in that order, to a column-major matrix.
-    ///
-    /// Works on strips of eight rows, carrying the running column in registers, so that each column is
-    /// read and written once per chain instead of twice per rotation.
-    static func rotateChain(_ base: UnsafeMutablePointer<Double>, rows: Int, stride: Int, lo: Int, hi: Int,
-                            cosines: UnsafePointer<Double>, sines: UnsafePointer<Double>) {
-        var row = 0
-        while row + 8 <= rows {
-            var carried = base + lo * stride + row
-            var x0 = carried[0], x1 = carried[1], x2 = carried[2], x3 = carried[3]
-            var x4 = carried[4], x5 = carried[5], x6 = carried[6], x7 = carried[7]
-            for k in lo..<hi {
-                let (c, s) = (cosines[k], sines[k])
-                let next = carried + stride
-                let y0 = next[0], y1 = next[1], y2 = next[2], y3 = next[3]
-                let y4 = next[4], y5 = next[5], y6 = next[6], y7 = next[7]
-                carried[0] = c * x0 + s * y0
-                carried[1] = c * x1 + s * y1
-                carried[2] = c * x2 + s * y2
-                carried[3] = c * x3 + s * y3
-                carried[4] = c * x4 + s * y4
-                carried[5] = c * x5 + s * y5
-                carried[6] = c * x6 + s * y6
-                carried[7] = c * x7 + s * y7
-                x0 = c * y0 - s * x0
-                x1 = c * y1 - s * x1
-                x2 = c * y2 - s * x2
-                x3 = c * y3 - s * x3
-                x4 = c * y4 - s * x4
-                x5 = c * y5 - s * x5
-                x6 = c * y6 - s * x6
-                x7 = c * y7 - s * x7
-                carried = next
-            }
-            carried[0] = x0
-            carried[1] = x1
-            carried[2] = x2
-            carried[3] = x3
-            carried[4] = x4
-            carried[5] = x5
-            carried[6] = x6
-            carried[7] = x7
-            row += 8
-        }
-        if row < rows {
-            for k in lo..<hi {
-                rotate(base + k * stride + row, base + (k + 1) * stride + row, rows - row, c: cosines[k], s: sines[k])
-            }
         }
     }
 }
