@@ -1,4 +1,3 @@
-import CSQLite
 import Foundation
 import QKEngine
 
@@ -91,8 +90,6 @@ public struct SimilarResult: Sendable, Equatable {
     public var scanned: Int
     /// Best first; ties by component id.
     public var hits: [SimilarHit]
-    /// Whether the vectors came from the vector cache rather than the components table.
-    public var usedCache: Bool
 }
 
 extension Catalog {
@@ -127,15 +124,11 @@ extension Catalog {
     /// ingested one counts.
     public func subspaces(model: String, checkpoint: String, filters: SearchFilters = SearchFilters(),
                           pooledOnly: Bool = false) throws(StoreError) -> [StoredSubspaces] {
-        var sql = FilterSQL()
-        sql.add("m.name = ?", .text(model))
-        sql.add("ck.name = ?", .text(checkpoint))
-        sql.add("h.layer = ?", filters.layer.map(SQLValue.integer))
-        sql.add("h.head = ?", filters.head.map(SQLValue.integer))
-        sql.add("f.name = ?", filters.feature.map(SQLValue.text))
-        sql.add("d.value = ?", filters.value.map(SQLValue.text))
-        sql.add("f.kind = ?", filters.kind.map(SQLValue.text))
-        if pooledOnly && filters.value == nil { sql.conditions.append("d.value IS NULL") }
+        var exact = filters
+        exact.model = model
+        exact.checkpoint = checkpoint
+        var sql = exact.condition(.catalog)
+        if pooledOnly && filters.value == nil { sql.terms.append("d.value IS NULL") }
         let statement = try database.prepare("""
             SELECT d.id, h.layer, h.head, h.kv_head, h.d_head, f.name, d.value, d.rank, d.frobenius, d.singular_values,
                    f.capture_id, c.component_index, c.u, c.v
@@ -145,7 +138,7 @@ extension Catalog {
               JOIN decompositions d ON d.head_id = h.id
               JOIN features f ON f.id = d.feature_id
               LEFT JOIN components c ON c.decomposition_id = d.id
-             WHERE \(sql.whereBody)
+             \(sql.whereClause)
             """)
         try statement.bind(sql.values)
         var byID: [Int64: (record: StoredSubspaces, captureID: Int64, vectors: [Int: ([Float], [Float])])] = [:]
@@ -205,18 +198,15 @@ extension Catalog {
     /// of the same d_head in `scope`.
     ///
     /// One pass over the components table reads each row's `u` and `v` BLOBs in place (no copies) and
-    /// scores them with a vectorized kernel; only the best `limit` are kept, then described.
-    ///
-    /// With `useCache`, a wide scope scans the catalog's vector cache (`ComponentVectorCache`, a flat file
-    /// next to the catalog, built on first use and rebuilt when the catalog changed) instead of the table.
-    public func similarComponents(to id: Int64, scope: SimilarScope = .all, limit: Int = 10, useCache: Bool = true)
+    /// scores them with a vectorized kernel; only the best `limit` are kept, then described. Nothing is written.
+    public func similarComponents(to id: Int64, scope: SimilarScope = .all, limit: Int = 10)
         throws(StoreError) -> SimilarResult
     {
-        try similarComponents(to: id, scope: scope, limit: limit, useCache: useCache, splitAbove: 100_000)
+        try similarComponents(to: id, scope: scope, limit: limit, splitAbove: 100_000)
     }
 
     /// As above; a wide scan is split across threads when it covers more than `splitAbove` components.
-    func similarComponents(to id: Int64, scope: SimilarScope, limit: Int, useCache: Bool, splitAbove: Int64)
+    func similarComponents(to id: Int64, scope: SimilarScope, limit: Int, splitAbove: Int64)
         throws(StoreError) -> SimilarResult
     {
         guard limit > 0 else { throw .invalidArgument("similar: limit must be positive, got \(limit)") }
@@ -243,7 +233,7 @@ extension Catalog {
         }
 
         // Decompositions in scope, as a bitmap over decomposition ids.
-        var scopeSQL = FilterSQL()
+        var scopeSQL = SQLCondition()
         scopeSQL.add("h.d_head = ?", .integer(dimension))
         if scope != .all { scopeSQL.add("ck.model_id = ?", .integer(Int(modelID))) }
         if scope == .head || scope == .layer { scopeSQL.add("h.layer = ?", .integer(layer)) }
@@ -252,7 +242,7 @@ extension Catalog {
             SELECT d.id FROM decompositions d
               JOIN heads h ON h.id = d.head_id
               JOIN checkpoints ck ON ck.id = h.checkpoint_id
-             WHERE \(scopeSQL.whereBody)
+             \(scopeSQL.whereClause)
             """)
         try inScope.bind(scopeSQL.values)
         var decompositionIDs: [Int64] = []
@@ -262,7 +252,6 @@ extension Catalog {
         let byteCount = dimension * 4
         var best = TopScores(capacity: limit)
         var scanned = 0
-        var usedCache = false
         if decompositionIDs.count * 4 < totalDecompositions {
             // A narrow scope: read only its decompositions' components, through the (decomposition, index) key.
             let components = try database.prepare("SELECT id, u, v FROM components WHERE decomposition_id = ?")
@@ -279,15 +268,8 @@ extension Catalog {
             var wanted = [Bool](repeating: false, count: maxID + 1)
             for decompositionID in decompositionIDs { wanted[Int(decompositionID)] = true }
             let filter = decompositionIDs.count == totalDecompositions ? nil : wanted
-            let partials: [(best: TopScores, count: Int)]
-            if useCache, let cache = try vectorCache(dimension: dimension) {
-                usedCache = true
-                partials = try Self.scanCache(cache, excluding: id, filter: filter, scorer: scorer, limit: limit,
-                                              splitAbove: Int(splitAbove))
-            } else {
-                partials = try scanTable(excluding: id, filter: filter, byteCount: byteCount, scorer: scorer, limit: limit,
-                                         splitAbove: splitAbove)
-            }
+            let partials = try scanTable(excluding: id, filter: filter, byteCount: byteCount, scorer: scorer,
+                                         limit: limit, splitAbove: splitAbove)
             for partial in partials {
                 scanned += partial.count
                 for entry in partial.best.sorted() {
@@ -296,66 +278,15 @@ extension Catalog {
             }
         }
 
-        let describe = try database.prepare("SELECT \(Self.hitColumns) FROM components c \(Self.hitJoins) WHERE c.id = ?")
-        func hit(_ componentID: Int64) throws(StoreError) -> ComponentHit {
-            defer { describe.reset() }
-            try describe.bind(componentID, at: 1)
-            guard try describe.step() else { throw .notFound(what: "component \(componentID)") }
-            return Self.readHit(describe)
+        let described = try hits(best.sorted().map { ($0.id, nil) } + [(id, nil)])
+        guard let reference = described.last, reference.id == id else { throw .notFound(what: "component \(id)") }
+        let byID = Dictionary(described.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let hits = try best.sorted().map { entry throws(StoreError) in
+            guard let component = byID[entry.id] else { throw .notFound(what: "component \(entry.id)") }
+            return SimilarHit(component: component, score: entry.score, queryCosine: entry.queryCosine,
+                              keyCosine: entry.keyCosine)
         }
-        var hits: [SimilarHit] = []
-        for entry in best.sorted() {
-            do throws(StoreError) {
-                hits.append(SimilarHit(component: try hit(entry.id), score: entry.score, queryCosine: entry.queryCosine,
-                                       keyCosine: entry.keyCosine))
-            } catch .notFound where usedCache {
-                // A component removed behind the fingerprint's back: the cache is stale, so ask the table.
-                return try similarComponents(to: id, scope: scope, limit: limit, useCache: false, splitAbove: splitAbove)
-            }
-        }
-        return SimilarResult(reference: try hit(id), headDimension: dimension, scope: scope, scanned: scanned, hits: hits,
-                             usedCache: usedCache)
-    }
-
-    /// The vector cache of `dimension`, opened or (re)built; nil when the catalog has no file of its own or
-    /// its directory refuses the file.
-    private func vectorCache(dimension: Int) throws(StoreError) -> ComponentVectorCache? {
-        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file:") else { return nil }
-        let cachePath = ComponentVectorCache.path(catalog: path, dimension: dimension)
-        let fingerprint = try ComponentVectorCache.fingerprint(database)
-        if let cache = ComponentVectorCache.open(path: cachePath, dimension: dimension, fingerprint: fingerprint) {
-            return cache
-        }
-        return try ComponentVectorCache.build(database, path: cachePath, dimension: dimension)
-    }
-
-    /// Scores every cached component (in `filter`'s decompositions when given), split across cores.
-    private static func scanCache(_ cache: ComponentVectorCache, excluding reference: Int64, filter: [Bool]?,
-                                  scorer: CosineScorer, limit: Int, splitAbove: Int) throws(StoreError)
-        -> [(best: TopScores, count: Int)]
-    {
-        let workers = cache.count > splitAbove ? max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) : 1
-        let partials = PartialScans(count: workers)
-        let dimension = cache.dimension
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var local = TopScores(capacity: limit)
-            var count = 0
-            let range = (cache.count * worker / workers)..<(cache.count * (worker + 1) / workers)
-            for index in range {
-                if let filter {
-                    let decompositionID = Int(cache.decompositionID(index))
-                    guard decompositionID < filter.count, filter[decompositionID] else { continue }
-                }
-                let componentID = cache.componentID(index)
-                guard componentID != reference else { continue }
-                count += 1
-                let vectors = cache.vectors(index)
-                let (queryCosine, keyCosine) = scorer.cosines(vectors, vectors + 4 * dimension)
-                local.offer(score: queryCosine * keyCosine, id: componentID, queryCosine: queryCosine, keyCosine: keyCosine)
-            }
-            partials.set(worker, .success((local, count)))
-        }
-        return try partials.results()
+        return SimilarResult(reference: reference, headDimension: dimension, scope: scope, scanned: scanned, hits: hits)
     }
 
     /// One pass over the components table, filtered by a bitmap of decomposition ids, split by component id
@@ -481,14 +412,3 @@ struct TopScores {
     func sorted() -> [Entry] { entries }
 }
 
-extension Statement {
-    /// A BLOB column's bytes in place, valid until the next step or reset (nil: NULL).
-    func rawBlob(at index: Int32) -> UnsafeRawBufferPointer? {
-        guard !isNull(at: index) else { return nil }
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count > 0, let pointer = sqlite3_column_blob(handle, index) else {
-            return UnsafeRawBufferPointer(start: nil, count: 0)
-        }
-        return UnsafeRawBufferPointer(start: pointer, count: count)
-    }
-}

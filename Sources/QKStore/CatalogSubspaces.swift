@@ -22,14 +22,10 @@ extension Catalog {
     /// one (highest capture id) is returned. Only `u` is read: no examples, no prompts.
     public func querySubspaces(model: String, checkpoint: String, layer: Int? = nil, head: Int? = nil,
                                features: [String]? = nil) throws(StoreError) -> [QuerySubspaceRecord] {
-        var filter = FilterSQL()
-        filter.add("m.name = ?", .text(model))
-        filter.add("ck.name = ?", .text(checkpoint))
-        filter.add("h.layer = ?", layer.map(SQLValue.integer))
-        filter.add("h.head = ?", head.map(SQLValue.integer))
+        var filter = SearchFilters(model: model, checkpoint: checkpoint, layer: layer, head: head).condition(.catalog)
         if let features {
             guard !features.isEmpty else { return [] }
-            filter.conditions.append("f.name IN (\(features.map { _ in "?" }.joined(separator: ", ")))")
+            filter.terms.append("f.name IN (\(features.map { _ in "?" }.joined(separator: ", ")))")
             filter.values += features.map(SQLValue.text)
         }
         let statement = try database.prepare("""
@@ -40,7 +36,7 @@ extension Catalog {
               JOIN models m ON m.id = ck.model_id
               JOIN features f ON f.id = d.feature_id
               LEFT JOIN components c ON c.decomposition_id = d.id
-             WHERE d.value IS NULL AND \(filter.whereBody)
+             WHERE d.value IS NULL \(filter.andClause)
              ORDER BY h.layer, h.head, f.name, f.capture_id DESC, c.component_index
             """)
         try statement.bind(filter.values)

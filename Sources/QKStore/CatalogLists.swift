@@ -1,0 +1,145 @@
+import Foundation
+
+extension Catalog {
+    // MARK: Captures
+
+    /// The capture with this content hash, if it was ingested.
+    public func capture(withHash contentHash: String) throws(StoreError) -> CaptureRecord? {
+        try captures(where: "cap.content_hash = ?", [.text(contentHash)]).first
+    }
+
+    /// Every capture, optionally of one model or checkpoint.
+    public func listCaptures(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [CaptureRecord] {
+        let sql = SearchFilters(model: filters.model, checkpoint: filters.checkpoint)
+            .condition(FilterColumns(checkpointID: "cap.checkpoint_id"))
+        return try captures(where: sql.isEmpty ? "1" : sql.terms.joined(separator: " AND "), sql.values)
+    }
+
+    private func captures(where condition: String, _ values: [SQLValue]) throws(StoreError) -> [CaptureRecord] {
+        let statement = try database.prepare("""
+            SELECT cap.id, m.name, ck.name, cap.content_hash, cap.dataset_json, cap.positional, cap.layers_json,
+                   cap.n_prompts, cap.n_keys, cap.ingested_at, cap.qkcat_version, cap.energy, cap.options_json
+              FROM captures cap
+              JOIN checkpoints ck ON ck.id = cap.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+             WHERE \(condition)
+             ORDER BY m.name, ck.ordinal, ck.name, cap.id
+            """)
+        try statement.bind(values)
+        var records: [CaptureRecord] = []
+        while try statement.step() {
+            let layersJSON = statement.text(at: 6) ?? "[]"
+            let layers = (try? JSONDecoder().decode([Int].self, from: Data(layersJSON.utf8))) ?? []
+            records.append(CaptureRecord(
+                id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", checkpoint: statement.text(at: 2) ?? "",
+                contentHash: statement.text(at: 3) ?? "", datasetJSON: statement.text(at: 4),
+                positional: statement.text(at: 5) ?? "", layers: layers, promptCount: statement.int(at: 7) ?? 0,
+                keyCount: statement.int(at: 8) ?? 0, ingestedAt: statement.text(at: 9) ?? "",
+                qkcatVersion: statement.text(at: 10) ?? "", energy: statement.double(at: 11) ?? 0,
+                optionsJSON: statement.text(at: 12) ?? "{}"))
+        }
+        return records
+    }
+
+    // MARK: Lists
+
+    public func listModels() throws(StoreError) -> [ModelRecord] {
+        let statement = try database.prepare("""
+            SELECT m.id, m.name, m.n_layers, m.n_heads, m.n_kv_heads, m.d_head,
+                   (SELECT count(*) FROM checkpoints ck WHERE ck.model_id = m.id)
+              FROM models m ORDER BY m.name
+            """)
+        var records: [ModelRecord] = []
+        while try statement.step() {
+            records.append(ModelRecord(
+                id: statement.int64(at: 0) ?? 0, name: statement.text(at: 1) ?? "", layerCount: statement.int(at: 2) ?? 0,
+                headCount: statement.int(at: 3) ?? 0, kvHeadCount: statement.int(at: 4) ?? 0,
+                headDimension: statement.int(at: 5) ?? 0, checkpointCount: statement.int(at: 6) ?? 0))
+        }
+        return records
+    }
+
+    /// Checkpoints in training order (`step2 < step10 < main`) per model.
+    public func listCheckpoints(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [CheckpointRecord] {
+        let sql = SearchFilters(model: filters.model, checkpoint: filters.checkpoint)
+            .condition(FilterColumns(checkpointID: "ck.id"))
+        let statement = try database.prepare("""
+            SELECT ck.id, m.name, ck.name, ck.ordinal,
+                   (SELECT count(*) FROM captures cap WHERE cap.checkpoint_id = ck.id)
+              FROM checkpoints ck JOIN models m ON m.id = ck.model_id
+             \(sql.whereClause)
+             ORDER BY m.name, ck.ordinal, ck.name
+            """)
+        try statement.bind(sql.values)
+        var records: [CheckpointRecord] = []
+        while try statement.step() {
+            records.append(CheckpointRecord(
+                id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", name: statement.text(at: 2) ?? "",
+                ordinal: statement.int64(at: 3) ?? 0, captureCount: statement.int(at: 4) ?? 0))
+        }
+        return records
+    }
+
+    /// Heads matching the model/checkpoint/layer/head filters and having a decomposition of the
+    /// feature/value/kind filters when those are given.
+    public func listHeads(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [HeadRecord] {
+        var sql = SearchFilters(model: filters.model, checkpoint: filters.checkpoint, layer: filters.layer, head: filters.head)
+            .condition(.catalog)
+        let inner = SearchFilters(feature: filters.feature, value: filters.value, kind: filters.kind).condition(.catalog)
+        let counted = """
+            (SELECT count(*) FROM decompositions d JOIN features f ON f.id = d.feature_id WHERE d.head_id = h.id \(inner.andClause))
+            """
+        if !inner.isEmpty { sql.terms.append("\(counted) > 0") }
+        let statement = try database.prepare("""
+            SELECT h.id, m.name, ck.name, h.layer, h.head, h.kv_head, h.d_head, \(counted)
+              FROM heads h
+              JOIN checkpoints ck ON ck.id = h.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+             \(sql.whereClause)
+             ORDER BY m.name, ck.ordinal, ck.name, h.layer, h.head
+            """)
+        // The counted subquery appears twice when feature filters are given: bind its values for both.
+        try statement.bind(inner.values + sql.values + (inner.isEmpty ? [] : inner.values))
+        var records: [HeadRecord] = []
+        while try statement.step() {
+            records.append(HeadRecord(
+                id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", checkpoint: statement.text(at: 2) ?? "",
+                layer: statement.int(at: 3) ?? 0, head: statement.int(at: 4) ?? 0, kvHead: statement.int(at: 5) ?? 0,
+                headDimension: statement.int(at: 6) ?? 0, decompositionCount: statement.int(at: 7) ?? 0))
+        }
+        return records
+    }
+
+    /// Features as each capture declared them, with their decomposition counts and per-value values.
+    public func listFeatures(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [FeatureRecord] {
+        let sql = SearchFilters(model: filters.model, checkpoint: filters.checkpoint, feature: filters.feature,
+                                kind: filters.kind)
+            .condition(FilterColumns(checkpointID: "cap.checkpoint_id", feature: "f.name", kind: "f.kind"))
+        let statement = try database.prepare("""
+            SELECT f.id, f.capture_id, m.name, ck.name, f.name, f.kind, f.description,
+                   (SELECT count(*) FROM decompositions d WHERE d.feature_id = f.id)
+              FROM features f
+              JOIN captures cap ON cap.id = f.capture_id
+              JOIN checkpoints ck ON ck.id = cap.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+             \(sql.whereClause)
+             ORDER BY m.name, ck.ordinal, ck.name, f.name, f.capture_id
+            """)
+        try statement.bind(sql.values)
+        let valuesOf = try database.prepare(
+            "SELECT DISTINCT value FROM decompositions WHERE feature_id = ? AND value IS NOT NULL ORDER BY value")
+        var records: [FeatureRecord] = []
+        while try statement.step() {
+            let id = statement.int64(at: 0) ?? 0
+            try valuesOf.bind(id, at: 1)
+            var values: [String] = []
+            while try valuesOf.step() { values.append(valuesOf.text(at: 0) ?? "") }
+            valuesOf.reset()
+            records.append(FeatureRecord(
+                id: id, captureID: statement.int64(at: 1) ?? 0, model: statement.text(at: 2) ?? "",
+                checkpoint: statement.text(at: 3) ?? "", name: statement.text(at: 4) ?? "", kind: statement.text(at: 5) ?? "",
+                description: statement.text(at: 6), decompositionCount: statement.int(at: 7) ?? 0, values: values))
+        }
+        return records
+    }
+}
