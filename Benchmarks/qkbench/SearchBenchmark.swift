@@ -229,3 +229,28 @@ func searchOnce(path: String, text: String = "mango", filters: SearchFilters = S
     let search = try clock.measure { hits = try catalog!.search(text, filters: filters, limit: limit) }
     return ["step": "search-once", "open_ms": seconds(open) * 1e3, "search_ms": seconds(search) * 1e3, "hits": hits.count]
 }
+
+/// Labels `count` components one after another (spread over the catalog, each its own transaction, as `qkcat label`
+/// commits), timing each: `first_ms` and `last_ms` are the medians of the first and last ten, `ratio` their quotient.
+/// The labels are removed again afterwards, so the catalog's search results stay as they were.
+func labelSequenceBenchmark(path: String, count: Int) throws -> [String: Any] {
+    let catalog = try Catalog.open(path: path)
+    let total = try catalog.database.scalarInt("SELECT count(*) FROM components") ?? 0
+    let clock = ContinuousClock()
+    // Spread over the catalog, never one of the bench catalog's own human labels (every 20,000th component).
+    let ids = (0 ..< count).map { offset -> Int64 in
+        let id = 2 + (offset * 7919 + 13) % (total - 1)
+        return Int64((id - 1) % 20_000 == 0 ? id - 1 : id)
+    }
+    var times: [Double] = []
+    for (offset, id) in ids.enumerated() {
+        times.append(seconds(try clock.measure {
+            try catalog.setHumanLabel(componentID: id, label: "relabelled component \(offset)", note: "bench")
+        }) * 1e3)
+    }
+    for id in ids { try catalog.setHumanLabel(componentID: id, label: nil, note: "") }
+    func median(_ slice: ArraySlice<Double>) -> Double { slice.sorted()[slice.count / 2] }
+    let first = median(times.prefix(10)), last = median(times.suffix(10))
+    return ["step": "label-sequence", "count": count, "components": total, "first_ms": first, "last_ms": last,
+            "ratio": last / first, "median_ms": median(times[...])]
+}
