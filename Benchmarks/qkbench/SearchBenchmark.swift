@@ -1,6 +1,7 @@
 import Foundation
 import QKEngine
 import QKStore
+import QKTestSupport
 
 // The catalog measurements of `make bench` (issue 3): search latency at 1,000,000 components and the share of
 // ingest time that the store adds to the engine's. Each function returns JSON-ready records for main.swift's emit:

@@ -1,63 +1,6 @@
 import Foundation
 import QKEngine
 
-/// Identifies one decomposition within a checkpoint: (layer, head, feature, value); value nil = pooled.
-public struct SubspaceKey: Hashable, Sendable, Comparable {
-    public var layer: Int
-    public var head: Int
-    public var feature: String
-    public var value: String?
-
-    public init(layer: Int, head: Int, feature: String, value: String?) {
-        self.layer = layer
-        self.head = head
-        self.feature = feature
-        self.value = value
-    }
-
-    /// Layer, head, feature, then pooled before per-value, values by name.
-    public static func < (a: SubspaceKey, b: SubspaceKey) -> Bool {
-        if a.layer != b.layer { return a.layer < b.layer }
-        if a.head != b.head { return a.head < b.head }
-        if a.feature != b.feature { return a.feature < b.feature }
-        switch (a.value, b.value) {
-        case (nil, nil): return false
-        case (nil, _): return true
-        case (_, nil): return false
-        case let (x?, y?): return x < y
-        }
-    }
-}
-
-/// One stored decomposition reduced to what comparisons need: its place, rank, scale and vectors.
-public struct StoredSubspaces: Sendable, Equatable {
-    public var decompositionID: Int64
-    public var model: String
-    public var checkpoint: String
-    public var layer: Int
-    public var head: Int
-    public var kvHead: Int
-    public var headDimension: Int
-    public var feature: String
-    /// nil for the pooled decomposition.
-    public var value: String?
-    public var rank: Int
-    /// σ₁ of ΔC (0 when no singular value is stored).
-    public var sigma1: Double
-    public var frobenius: Double
-    /// The kept components' query-side vectors, by component index.
-    public var u: [[Float]]
-    /// The kept components' key-side vectors, by component index.
-    public var v: [[Float]]
-
-    public var key: SubspaceKey { SubspaceKey(layer: layer, head: head, feature: feature, value: value) }
-
-    /// The engine's view: the spans of `u` and `v`.
-    public var subspaces: HeadSubspaces {
-        HeadSubspaces(u: u, v: v, dimension: headDimension, sigma1: sigma1, frobenius: frobenius)
-    }
-}
-
 /// Where `similar` looks for components like the reference one.
 public enum SimilarScope: String, Sendable, Equatable, CaseIterable {
     /// The same layer and head of the same model, in every checkpoint.
@@ -112,69 +55,6 @@ extension Catalog {
             throw .invalidArgument("checkpoint '\(name)' of model '\(model)' not found (checkpoints: \(checkpoints.map(\.name).joined(separator: ", ")))")
         }
         return checkpoint
-    }
-
-    // MARK: Subspaces
-
-    /// Every decomposition of one checkpoint matching `filters`' layer, head, feature and value (model
-    /// and checkpoint come from the arguments), with its component vectors; `pooledOnly` drops the
-    /// per-value ones when no value is asked for. Sorted by `SubspaceKey`.
-    ///
-    /// When several captures of the checkpoint decomposed the same head and feature, the most recently
-    /// ingested one counts.
-    public func subspaces(model: String, checkpoint: String, filters: SearchFilters = SearchFilters(),
-                          pooledOnly: Bool = false) throws(StoreError) -> [StoredSubspaces] {
-        var exact = filters
-        exact.model = model
-        exact.checkpoint = checkpoint
-        var sql = exact.condition(.catalog)
-        if pooledOnly && filters.value == nil { sql.terms.append("d.value IS NULL") }
-        let statement = try database.prepare("""
-            SELECT d.id, h.layer, h.head, h.kv_head, h.d_head, f.name, d.value, d.rank, d.frobenius, d.singular_values,
-                   f.capture_id, c.component_index, c.u, c.v
-              FROM checkpoints ck
-              JOIN models m ON m.id = ck.model_id
-              JOIN heads h ON h.checkpoint_id = ck.id
-              JOIN decompositions d ON d.head_id = h.id
-              JOIN features f ON f.id = d.feature_id
-              LEFT JOIN components c ON c.decomposition_id = d.id
-             \(sql.whereClause)
-            """)
-        try statement.bind(sql.values)
-        var byID: [Int64: (record: StoredSubspaces, captureID: Int64, vectors: [Int: ([Float], [Float])])] = [:]
-        while try statement.step() {
-            let id = statement.int64(at: 0) ?? 0
-            if byID[id] == nil {
-                let singularValues = try statement.float32Blob(at: 9) ?? []
-                let record = StoredSubspaces(
-                    decompositionID: id, model: model, checkpoint: checkpoint, layer: statement.int(at: 1) ?? 0,
-                    head: statement.int(at: 2) ?? 0, kvHead: statement.int(at: 3) ?? 0,
-                    headDimension: statement.int(at: 4) ?? 0, feature: statement.text(at: 5) ?? "",
-                    value: statement.text(at: 6), rank: statement.int(at: 7) ?? 0,
-                    sigma1: singularValues.first.map(Double.init) ?? 0, frobenius: statement.double(at: 8) ?? 0,
-                    u: [], v: [])
-                byID[id] = (record, statement.int64(at: 10) ?? 0, [:])
-            }
-            guard let index = statement.int(at: 11) else { continue }   // a decomposition without components
-            let u = try statement.float32Blob(at: 12) ?? []
-            let v = try statement.float32Blob(at: 13) ?? []
-            let dimension = byID[id]!.record.headDimension
-            guard u.count == dimension, v.count == dimension else {
-                throw .corrupt("decomposition \(id) component \(index): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
-            }
-            byID[id]!.vectors[index] = (u, v)
-        }
-        // The latest capture wins for one key.
-        var latest: [SubspaceKey: (record: StoredSubspaces, captureID: Int64)] = [:]
-        for (_, entry) in byID {
-            var record = entry.record
-            let indices = entry.vectors.keys.sorted()
-            record.u = indices.map { entry.vectors[$0]!.0 }
-            record.v = indices.map { entry.vectors[$0]!.1 }
-            if let existing = latest[record.key], existing.captureID > entry.captureID { continue }
-            latest[record.key] = (record, entry.captureID)
-        }
-        return latest.values.map(\.record).sorted { $0.key < $1.key }
     }
 
     /// One (layer, head, feature, value) of `model` in every checkpoint, in training order; nil where a
@@ -301,7 +181,7 @@ extension Catalog {
         let ranges = (0..<workers).map { worker in
             (lowest + Int64(worker) * span, min(highest, lowest + Int64(worker + 1) * span - 1))
         }
-        let partials = PartialScans(count: workers)
+        let partials = PartialScans<StoreError>(count: workers)
         let scan = { @Sendable (worker: Int, connection: Database) throws(StoreError) -> Void in
             try connection.execute("PRAGMA mmap_size = 2147418112")
             let components = try connection.prepare(
@@ -351,64 +231,5 @@ extension Catalog {
         let (queryCosine, keyCosine) = scorer.cosines(u, v)
         best.offer(score: queryCosine * keyCosine, id: componentID, queryCosine: queryCosine, keyCosine: keyCosine)
     }
-}
-
-/// Each worker's best scores and count, or its error.
-final class PartialScans: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Result<(best: TopScores, count: Int), StoreError>?]
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func set(_ index: Int, _ result: Result<(best: TopScores, count: Int), StoreError>) {
-        lock.lock()
-        defer { lock.unlock() }
-        slots[index] = result
-    }
-
-    func results() throws(StoreError) -> [(best: TopScores, count: Int)] {
-        lock.lock()
-        defer { lock.unlock() }
-        var values: [(best: TopScores, count: Int)] = []
-        for slot in slots {
-            switch slot {
-            case .success(let value)?: values.append(value)
-            case .failure(let error)?: throw error
-            case nil: throw .invalidArgument("a similarity scan worker produced no result")
-            }
-        }
-        return values
-    }
-}
-
-/// The best `capacity` scores seen so far (ties: lower id first).
-struct TopScores {
-    struct Entry {
-        var score: Double
-        var id: Int64
-        var queryCosine: Double
-        var keyCosine: Double
-
-        func beats(_ other: Entry) -> Bool { score > other.score || (score == other.score && id < other.id) }
-    }
-
-    let capacity: Int
-    /// Kept sorted, best first; capacity is small, so insertion is cheap and rare.
-    private(set) var entries: [Entry] = []
-
-    init(capacity: Int) { self.capacity = capacity }
-
-    mutating func offer(score: Double, id: Int64, queryCosine: Double, keyCosine: Double) {
-        let entry = Entry(score: score, id: id, queryCosine: queryCosine, keyCosine: keyCosine)
-        if entries.count == capacity {
-            guard entry.beats(entries[capacity - 1]) else { return }
-            entries.removeLast()
-        }
-        var position = entries.count
-        while position > 0 && entry.beats(entries[position - 1]) { position -= 1 }
-        entries.insert(entry, at: position)
-    }
-
-    func sorted() -> [Entry] { entries }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import QKEngine
+import QKTestSupport
 import Testing
 @testable import QKStore
 
