@@ -102,8 +102,8 @@ extension Catalog {
         guard try reference.step() else { throw .notFound(what: "component \(id)") }
         let u = try reference.float32Blob(at: 0) ?? []
         let v = try reference.float32Blob(at: 1) ?? []
-        let (layer, head, dimension) = (reference.int(at: 2) ?? 0, reference.int(at: 3) ?? 0, reference.int(at: 4) ?? 0)
-        let modelID = reference.int64(at: 5) ?? 0
+        let (layer, head, dimension) = (try reference.required(2, as: Int.self), try reference.required(3, as: Int.self), try reference.required(4, as: Int.self))
+        let modelID = try reference.required(5, as: Int64.self)
         reference.reset()
         guard u.count == dimension, v.count == dimension, dimension > 0 else {
             throw .corrupt("component \(id): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
@@ -126,7 +126,7 @@ extension Catalog {
             """)
         try inScope.bind(scopeSQL.values)
         var decompositionIDs: [Int64] = []
-        while try inScope.step() { decompositionIDs.append(inScope.int64(at: 0) ?? 0) }
+        while try inScope.step() { decompositionIDs.append(try inScope.required(0, as: Int64.self)) }
         let totalDecompositions = try database.scalarInt("SELECT count(*) FROM decompositions") ?? 0
 
         let byteCount = dimension * 4
@@ -192,7 +192,7 @@ extension Catalog {
             var count = 0
             while try components.step() {
                 if let filter {
-                    let decompositionID = Int(components.int64(at: 1) ?? 0)
+                    let decompositionID = Int(try components.required(1, as: Int64.self))
                     guard decompositionID < filter.count, filter[decompositionID] else { continue }
                 }
                 try Self.score(components, idColumn: 0, uColumn: 2, excluding: id, byteCount: byteCount, scorer: scorer,
@@ -220,7 +220,7 @@ extension Catalog {
     private static func score(_ statement: Statement, idColumn: Int32, uColumn: Int32, excluding reference: Int64,
                               byteCount: Int, scorer: CosineScorer, into best: inout TopScores,
                               scanned: inout Int) throws(StoreError) {
-        let componentID = statement.int64(at: idColumn) ?? 0
+        let componentID: Int64 = try statement.required(idColumn)
         guard componentID != reference else { return }
         guard let uBytes = statement.rawBlob(at: uColumn), let vBytes = statement.rawBlob(at: uColumn + 1),
               uBytes.count == byteCount, vBytes.count == byteCount, let u = uBytes.baseAddress, let v = vBytes.baseAddress

@@ -358,7 +358,7 @@ public final class IngestSession {
                     + "\(stored.1 ?? 0) heads (\(stored.2 ?? 0) kv heads, d_head \(stored.3 ?? 0)); the capture declares "
                     + "\(info.layerCount) × \(info.headCount) (\(info.kvHeadCount) kv heads, d_head \(info.headDimension))")
             }
-            return find.int64(at: 0) ?? 0
+            return try find.required(0, as: Int64.self)
         }
         let insert = try database.prepare(
             "INSERT INTO models (name, n_layers, n_heads, n_kv_heads, d_head) VALUES (?, ?, ?, ?, ?)")

@@ -31,11 +31,11 @@ extension Catalog {
             let layersJSON = statement.text(at: 6) ?? "[]"
             let layers = (try? JSONDecoder().decode([Int].self, from: Data(layersJSON.utf8))) ?? []
             records.append(CaptureRecord(
-                id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", checkpoint: statement.text(at: 2) ?? "",
-                contentHash: statement.text(at: 3) ?? "", datasetJSON: statement.text(at: 4),
-                positional: statement.text(at: 5) ?? "", layers: layers, promptCount: statement.int(at: 7) ?? 0,
-                keyCount: statement.int(at: 8) ?? 0, ingestedAt: statement.text(at: 9) ?? "",
-                qkcatVersion: statement.text(at: 10) ?? "", energy: statement.double(at: 11) ?? 0,
+                id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), checkpoint: try statement.required(2, as: String.self),
+                contentHash: try statement.required(3, as: String.self), datasetJSON: statement.text(at: 4),
+                positional: try statement.required(5, as: String.self), layers: layers, promptCount: try statement.required(7, as: Int.self),
+                keyCount: try statement.required(8, as: Int.self), ingestedAt: try statement.required(9, as: String.self),
+                qkcatVersion: try statement.required(10, as: String.self), energy: try statement.required(11, as: Double.self),
                 optionsJSON: statement.text(at: 12) ?? "{}"))
         }
         return records
@@ -52,9 +52,9 @@ extension Catalog {
         var records: [ModelRecord] = []
         while try statement.step() {
             records.append(ModelRecord(
-                id: statement.int64(at: 0) ?? 0, name: statement.text(at: 1) ?? "", layerCount: statement.int(at: 2) ?? 0,
-                headCount: statement.int(at: 3) ?? 0, kvHeadCount: statement.int(at: 4) ?? 0,
-                headDimension: statement.int(at: 5) ?? 0, checkpointCount: statement.int(at: 6) ?? 0))
+                id: try statement.required(0, as: Int64.self), name: try statement.required(1, as: String.self), layerCount: try statement.required(2, as: Int.self),
+                headCount: try statement.required(3, as: Int.self), kvHeadCount: try statement.required(4, as: Int.self),
+                headDimension: try statement.required(5, as: Int.self), checkpointCount: try statement.required(6, as: Int.self)))
         }
         return records
     }
@@ -74,8 +74,8 @@ extension Catalog {
         var records: [CheckpointRecord] = []
         while try statement.step() {
             records.append(CheckpointRecord(
-                id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", name: statement.text(at: 2) ?? "",
-                ordinal: statement.int64(at: 3) ?? 0, captureCount: statement.int(at: 4) ?? 0))
+                id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), name: try statement.required(2, as: String.self),
+                ordinal: try statement.required(3, as: Int64.self), captureCount: try statement.required(4, as: Int.self)))
         }
         return records
     }
@@ -103,9 +103,9 @@ extension Catalog {
         var records: [HeadRecord] = []
         while try statement.step() {
             records.append(HeadRecord(
-                id: statement.int64(at: 0) ?? 0, model: statement.text(at: 1) ?? "", checkpoint: statement.text(at: 2) ?? "",
-                layer: statement.int(at: 3) ?? 0, head: statement.int(at: 4) ?? 0, kvHead: statement.int(at: 5) ?? 0,
-                headDimension: statement.int(at: 6) ?? 0, decompositionCount: statement.int(at: 7) ?? 0))
+                id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), checkpoint: try statement.required(2, as: String.self),
+                layer: try statement.required(3, as: Int.self), head: try statement.required(4, as: Int.self), kvHead: try statement.required(5, as: Int.self),
+                headDimension: try statement.required(6, as: Int.self), decompositionCount: try statement.required(7, as: Int.self)))
         }
         return records
     }
@@ -130,15 +130,15 @@ extension Catalog {
             "SELECT DISTINCT value FROM decompositions WHERE feature_id = ? AND value IS NOT NULL ORDER BY value")
         var records: [FeatureRecord] = []
         while try statement.step() {
-            let id = statement.int64(at: 0) ?? 0
+            let id = try statement.required(0, as: Int64.self)
             try valuesOf.bind(id, at: 1)
             var values: [String] = []
-            while try valuesOf.step() { values.append(valuesOf.text(at: 0) ?? "") }
+            while try valuesOf.step() { values.append(try valuesOf.required(0, as: String.self)) }
             valuesOf.reset()
             records.append(FeatureRecord(
-                id: id, captureID: statement.int64(at: 1) ?? 0, model: statement.text(at: 2) ?? "",
-                checkpoint: statement.text(at: 3) ?? "", name: statement.text(at: 4) ?? "", kind: statement.text(at: 5) ?? "",
-                description: statement.text(at: 6), decompositionCount: statement.int(at: 7) ?? 0, values: values))
+                id: id, captureID: try statement.required(1, as: Int64.self), model: try statement.required(2, as: String.self),
+                checkpoint: try statement.required(3, as: String.self), name: try statement.required(4, as: String.self), kind: try statement.required(5, as: String.self),
+                description: statement.text(at: 6), decompositionCount: try statement.required(7, as: Int.self), values: values))
         }
         return records
     }

@@ -60,7 +60,7 @@ extension Catalog {
             """)
         try statement.bind(exact.values)
         var ids: [Int64] = []
-        while try statement.step() { ids.append(statement.int64(at: 0) ?? 0) }
+        while try statement.step() { ids.append(try statement.required(0, as: Int64.self)) }
         return ids
     }
 }
@@ -137,12 +137,12 @@ final class DecompositionLoader {
         try statement.bind(id, at: 1)
         guard try statement.step() else { return nil }
         var record = DecompositionRecord(
-            id: id, captureID: statement.int64(at: 1) ?? 0, model: statement.text(at: 2) ?? "",
-            checkpoint: statement.text(at: 3) ?? "", layer: statement.int(at: 4) ?? 0, head: statement.int(at: 5) ?? 0,
-            kvHead: statement.int(at: 6) ?? 0, headDimension: statement.int(at: 7) ?? 0, feature: statement.text(at: 8) ?? "",
-            featureKind: statement.text(at: 9) ?? "", value: statement.text(at: 10), energy: statement.double(at: 11) ?? 0,
-            positivePairs: statement.int(at: 12) ?? 0, negativePairs: statement.int(at: 13) ?? 0,
-            frobenius: statement.double(at: 14) ?? 0, rank: statement.int(at: 15) ?? 0,
+            id: id, captureID: try statement.required(1, as: Int64.self), model: try statement.required(2, as: String.self),
+            checkpoint: try statement.required(3, as: String.self), layer: try statement.required(4, as: Int.self), head: try statement.required(5, as: Int.self),
+            kvHead: try statement.required(6, as: Int.self), headDimension: try statement.required(7, as: Int.self), feature: try statement.required(8, as: String.self),
+            featureKind: try statement.required(9, as: String.self), value: statement.text(at: 10), energy: try statement.required(11, as: Double.self),
+            positivePairs: try statement.required(12, as: Int.self), negativePairs: try statement.required(13, as: Int.self),
+            frobenius: try statement.required(14, as: Double.self), rank: try statement.required(15, as: Int.self),
             singularValues: (try statement.float32Blob(at: 16) ?? []).map(Double.init), components: [])
         statement.reset()
         if withComponents {
@@ -170,15 +170,15 @@ final class DecompositionLoader {
     }
 
     private func readComponent(_ statement: Statement, dimension: Int?) throws(StoreError) -> ComponentRecord {
-        let id = statement.int64(at: 0) ?? 0
+        let id = try statement.required(0, as: Int64.self)
         let u = try statement.float32Blob(at: 4) ?? []
         let v = try statement.float32Blob(at: 5) ?? []
         if let dimension, u.count != dimension || v.count != dimension {
             throw .corrupt("component \(id): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
         }
         return ComponentRecord(
-            id: id, index: statement.int(at: 1) ?? 0, sigma: statement.double(at: 2) ?? 0,
-            energyShare: statement.double(at: 3) ?? 0, u: u, v: v, autoLabel: statement.text(at: 6) ?? "",
+            id: id, index: try statement.required(1, as: Int.self), sigma: try statement.required(2, as: Double.self),
+            energyShare: try statement.required(3, as: Double.self), u: u, v: v, autoLabel: try statement.required(6, as: String.self),
             humanLabel: statement.text(at: 7), note: statement.text(at: 8), examples: [], tokenAggregates: [])
     }
 
@@ -188,20 +188,20 @@ final class DecompositionLoader {
         try examples.bind(record.id, at: 1)
         while try examples.step() {
             record.examples.append(StoredExample(
-                side: Side(rawValue: examples.text(at: 0) ?? "") ?? .query,
-                extreme: Extreme(rawValue: examples.text(at: 1) ?? "") ?? .high, rank: examples.int(at: 2) ?? 0,
-                promptRowID: examples.int64(at: 3) ?? 0, promptID: examples.text(at: 4) ?? "",
-                position: examples.int(at: 5) ?? 0, token: examples.text(at: 6) ?? "", score: examples.double(at: 7) ?? 0))
+                side: Side(rawValue: try examples.required(0, as: String.self)) ?? .query,
+                extreme: Extreme(rawValue: try examples.required(1, as: String.self)) ?? .high, rank: try examples.required(2, as: Int.self),
+                promptRowID: try examples.required(3, as: Int64.self), promptID: try examples.required(4, as: String.self),
+                position: try examples.required(5, as: Int.self), token: try examples.required(6, as: String.self), score: try examples.required(7, as: Double.self)))
         }
         let aggregates = aggregatesStatement
         defer { aggregates.reset() }
         try aggregates.bind(record.id, at: 1)
         while try aggregates.step() {
             record.tokenAggregates.append(StoredTokenAggregate(
-                side: Side(rawValue: aggregates.text(at: 0) ?? "") ?? .query,
-                extreme: Extreme(rawValue: aggregates.text(at: 1) ?? "") ?? .high, rank: aggregates.int(at: 2) ?? 0,
-                token: aggregates.text(at: 3) ?? "", count: aggregates.int(at: 4) ?? 0,
-                meanScore: aggregates.double(at: 5) ?? 0))
+                side: Side(rawValue: try aggregates.required(0, as: String.self)) ?? .query,
+                extreme: Extreme(rawValue: try aggregates.required(1, as: String.self)) ?? .high, rank: try aggregates.required(2, as: Int.self),
+                token: try aggregates.required(3, as: String.self), count: try aggregates.required(4, as: Int.self),
+                meanScore: try aggregates.required(5, as: Double.self)))
         }
     }
 
@@ -217,8 +217,8 @@ final class DecompositionLoader {
                 throw .corrupt("prompt row \(row): tokens_json is not an array of strings")
             }
             contexts[row] = PromptContext(
-                rowID: row, captureID: statement.int64(at: 1) ?? 0, index: statement.int(at: 2) ?? 0,
-                promptID: statement.text(at: 3) ?? "", tokens: tokens)
+                rowID: row, captureID: try statement.required(1, as: Int64.self), index: try statement.required(2, as: Int.self),
+                promptID: try statement.required(3, as: String.self), tokens: tokens)
         }
         return contexts
     }

@@ -101,15 +101,15 @@ extension Catalog {
         try statement.bind(sql.values)
         var byID: [Int64: (record: StoredSubspaces, captureID: Int64, vectors: [Int: ([Float], [Float])])] = [:]
         while try statement.step() {
-            let id = statement.int64(at: 0) ?? 0
+            let id = try statement.required(0, as: Int64.self)
             if byID[id] == nil {
                 let singularValues = try statement.float32Blob(at: 9) ?? []
                 let record = StoredSubspaces(
-                    decompositionID: id, captureID: try statement.required(10), model: model, checkpoint: checkpoint, layer: statement.int(at: 1) ?? 0,
-                    head: statement.int(at: 2) ?? 0, kvHead: statement.int(at: 3) ?? 0,
-                    headDimension: statement.int(at: 4) ?? 0, feature: statement.text(at: 5) ?? "",
-                    value: statement.text(at: 6), rank: statement.int(at: 7) ?? 0,
-                    sigma1: singularValues.first.map(Double.init) ?? 0, frobenius: statement.double(at: 8) ?? 0,
+                    decompositionID: id, captureID: try statement.required(10), model: model, checkpoint: checkpoint, layer: try statement.required(1, as: Int.self),
+                    head: try statement.required(2, as: Int.self), kvHead: try statement.required(3, as: Int.self),
+                    headDimension: try statement.required(4, as: Int.self), feature: try statement.required(5, as: String.self),
+                    value: statement.text(at: 6), rank: try statement.required(7, as: Int.self),
+                    sigma1: singularValues.first.map(Double.init) ?? 0, frobenius: try statement.required(8, as: Double.self),
                     u: [], v: [])
                 byID[id] = (record, record.captureID, [:])
             }
