@@ -53,7 +53,7 @@ public final class IngestSession {
                 """)
             try capture.bind([
                 .integer(Int(checkpointID)), .text(contentHash), header.datasetJSON.map(SQLValue.text) ?? .null,
-                .text(header.positional), .text(Self.json(header.layers)), .integer(promptTable.promptCount),
+                .text(header.positional), .text(CompactJSONWriter.array(header.layers)), .integer(promptTable.promptCount),
                 .integer(promptTable.keyCount), .text(Timestamp.now()), .text(qkcatVersion), .real(options.energy),
                 .text(Self.optionsJSON(options)),
             ])
@@ -324,7 +324,7 @@ public final class IngestSession {
         }
         let tokens = try promptTokens(index)
         try insertPrompt.bind([.integer(Int(captureID)), .integer(index), .text(promptTable.promptIDs[index]),
-                               .text(Self.json(tokens))])
+                               .text(CompactJSONWriter.array(tokens))])
         try insertPrompt.run()
         let id = catalog.database.lastInsertRowID
         promptRowIDs[index] = id
@@ -380,37 +380,21 @@ public final class IngestSession {
         return id
     }
 
-    static func json<T: Encodable>(_ value: T) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(value)) ?? Data("null".utf8), as: UTF8.self)
-    }
-
-    private struct OptionsRecord: Encodable {
-        var energy: Double
-        var max_rank: Int?
-        var per_value: Bool
-        var features: [String]?
-        var layers: [Int]?
-        var top: Int
-
-        func encode(to encoder: Encoder) throws {
-            // Explicit nulls: the record says "no limit" rather than leaving it out.
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(energy, forKey: .energy)
-            try container.encode(max_rank, forKey: .max_rank)
-            try container.encode(per_value, forKey: .per_value)
-            try container.encode(features, forKey: .features)
-            try container.encode(layers, forKey: .layers)
-            try container.encode(top, forKey: .top)
-        }
-
-        enum CodingKeys: String, CodingKey { case energy, max_rank, per_value, features, layers, top }
-    }
-
+    /// Every decomposition option, with explicit nulls ("no limit" rather than left out), keys sorted.
     static func optionsJSON(_ options: DecompositionOptions) -> String {
-        json(OptionsRecord(energy: options.energy, max_rank: options.maxRank, per_value: options.perValue,
-                           features: options.features, layers: options.layers, top: options.topCount))
+        var json = CompactJSONWriter()
+        json.raw("{\"energy\":")
+        json.number(options.energy)
+        json.raw(",\"features\":")
+        if let features = options.features { json.array(features) } else { json.raw("null") }
+        json.raw(",\"layers\":")
+        if let layers = options.layers { json.array(layers) } else { json.raw("null") }
+        json.raw(",\"max_rank\":")
+        if let maxRank = options.maxRank { json.integer(maxRank) } else { json.raw("null") }
+        json.raw(options.perValue ? ",\"per_value\":true,\"top\":" : ",\"per_value\":false,\"top\":")
+        json.integer(options.topCount)
+        json.raw("}")
+        return json.text
     }
 }
 
