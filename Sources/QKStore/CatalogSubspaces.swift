@@ -1,36 +1,8 @@
 import Foundation
 import QKEngine
 
-/// Identifies one decomposition within a checkpoint: (layer, head, feature, value); value nil = pooled.
-public struct SubspaceKey: Hashable, Sendable, Comparable {
-    public var layer: Int
-    public var head: Int
-    public var feature: String
-    public var value: String?
-
-    public init(layer: Int, head: Int, feature: String, value: String?) {
-        self.layer = layer
-        self.head = head
-        self.feature = feature
-        self.value = value
-    }
-
-    /// Layer, head, feature, then pooled before per-value, values by name.
-    public static func < (a: SubspaceKey, b: SubspaceKey) -> Bool {
-        if a.layer != b.layer { return a.layer < b.layer }
-        if a.head != b.head { return a.head < b.head }
-        if a.feature != b.feature { return a.feature < b.feature }
-        switch (a.value, b.value) {
-        case (nil, nil): return false
-        case (nil, _): return true
-        case (_, nil): return false
-        case let (x?, y?): return x < y
-        }
-    }
-}
-
 /// One stored decomposition reduced to what comparisons need: its place, rank, scale and vectors.
-public struct StoredSubspaces: Sendable, Equatable {
+public struct StoredSubspaces: ComparedDecomposition, Sendable, Equatable {
     public var decompositionID: Int64
     /// The capture that decomposed it (the latest one when several did).
     public var captureID: Int64
