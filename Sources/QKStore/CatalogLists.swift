@@ -1,4 +1,5 @@
 import Foundation
+import QKEngine
 
 extension Catalog {
     // MARK: Captures
@@ -28,8 +29,9 @@ extension Catalog {
         try statement.bind(values)
         var records: [CaptureRecord] = []
         while try statement.step() {
-            let layersJSON = statement.text(at: 6) ?? "[]"
-            let layers = (try? JSONDecoder().decode([Int].self, from: Data(layersJSON.utf8))) ?? []
+            guard let layers = JSONArrays.integers(try statement.required(6)) else {
+                throw .corrupt("capture \(try statement.required(0, as: Int64.self)): layers_json is not an array of integers")
+            }
             records.append(CaptureRecord(
                 id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), checkpoint: try statement.required(2, as: String.self),
                 contentHash: try statement.required(3, as: String.self), datasetJSON: statement.text(at: 4),

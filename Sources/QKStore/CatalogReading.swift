@@ -212,8 +212,7 @@ final class DecompositionLoader {
             defer { statement.reset() }
             try statement.bind(row, at: 1)
             guard try statement.step() else { continue }
-            let json = statement.text(at: 4) ?? "[]"
-            guard let tokens = try? JSONDecoder().decode([String].self, from: Data(json.utf8)) else {
+            guard let tokens = JSONArrays.strings(try statement.required(4)) else {
                 throw .corrupt("prompt row \(row): tokens_json is not an array of strings")
             }
             contexts[row] = PromptContext(
