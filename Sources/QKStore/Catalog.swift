@@ -3,8 +3,9 @@ import QKEngine
 
 /// The qkcat catalog: one SQLite file of decompositions, components and their examples.
 ///
-/// Concerns live in their own files: ingest (CatalogIngest), search and labels (CatalogSearch), reading
-/// decompositions (CatalogReading), lists (CatalogLists); filters become SQL in one place (CatalogFilter).
+/// Concerns live in their own files: ingest (CatalogIngest), search (CatalogSearch), labels (CatalogLabels), reading
+/// decompositions (CatalogReading), subspaces (CatalogSubspaces), comparisons (CatalogCompare), lists
+/// (CatalogLists); filters become SQL in one place (CatalogFilter).
 public final class Catalog {
     public let database: Database
     public var path: String { database.path }
