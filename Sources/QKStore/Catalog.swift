@@ -44,7 +44,10 @@ public final class Catalog {
         let found = try Migrator.version(of: database)
         let applied = try Migrator.migrate(database)
         let catalog = Catalog(database: database)
-        if found > 0, !applied.isEmpty { catalog.upgradedFrom = found }
+        if found > 0, !applied.isEmpty {
+            catalog.upgradedFrom = found
+            try database.execute("INSERT INTO component_text (component_text) VALUES ('optimize')")
+        }
         return catalog
     }
 }

@@ -121,6 +121,8 @@ public final class IngestSession {
     public func finish() throws(StoreError) -> IngestSummary {
         guard open else { throw .invalidArgument("ingest session is already finished or rolled back") }
         do {
+            // One segment: a search that checks rows one by one then seeks once per word, not once per segment.
+            try catalog.database.execute("INSERT INTO component_text (component_text) VALUES ('optimize')")
             try catalog.database.commit()
         } catch {
             rollback()

@@ -21,8 +21,6 @@ enum SearchOrder {
     /// The rowid of a component's full-text row of `tier`.
     static func rowid(_ rankKey: Int64, tier: Int) -> Int64 { rankKey | (Int64(tier) << tierShift) }
 
-    /// Tiers in rank order: 0 human label and note, 1 automatic label, 2 everything searchable.
-    static let tiers = 0 ... 2
 
     /// `qkcat_rank_key(sigma, id)` in SQL (migration 4 fills component_keys with it).
     static func register(on database: Database) throws(StoreError) {
@@ -119,11 +117,20 @@ extension Catalog {
         return found
     }
 
-    /// The best `limit` of `candidates` (rank keys in order) whose rows hold every word, tier by tier.
+    /// The best `limit` of `candidates` (rank keys in order) whose rows hold every word, tier by tier. Tier 0 rows
+    /// exist only for labelled components: their matches are listed from the index; tiers 1 and 2 are checked
+    /// candidate by candidate, best first, until `limit` are found.
     private func matching(_ words: [String], among candidates: [Int64], limit: Int)
         throws(StoreError) -> [(id: Int64, tier: Int?)]
     {
         if words.isEmpty { return candidates.prefix(limit).map { (SearchOrder.componentID($0), nil) } }
+        let wanted = Set(candidates)
+        let labelled = try integers("""
+            SELECT rowid FROM component_text WHERE component_text MATCH ? AND rowid < \(SearchOrder.rowid(0, tier: 1))
+             ORDER BY rowid
+            """, [.text(words.map(SearchText.quoted).joined(separator: " AND "))]).filter(wanted.contains)
+        var found: [(id: Int64, tier: Int?)] = labelled.prefix(limit).map { (SearchOrder.componentID($0), 0) }
+        var taken = Set(labelled)
         let checks = try words.map { word throws(StoreError) in
             let statement = try database.prepare("SELECT 1 FROM component_text WHERE component_text MATCH ? AND rowid = ?")
             try statement.bind(SearchText.quoted(word), at: 1)
@@ -137,9 +144,7 @@ extension Catalog {
             }
             return true
         }
-        var found: [(id: Int64, tier: Int?)] = []
-        var taken = Set<Int64>()
-        for tier in SearchOrder.tiers {
+        for tier in 1 ... 2 {
             for key in candidates where !taken.contains(key) {
                 guard found.count < limit else { return found }
                 if try holdsEveryWord(SearchOrder.rowid(key, tier: tier)) {
