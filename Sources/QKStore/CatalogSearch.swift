@@ -65,7 +65,6 @@ enum SearchText {
 }
 
 extension Catalog {
-
     /// Components matching every word of `query` and `filters`, best first; an empty query lists by σ.
     ///
     /// Order: components whose human label or note holds every word, then those whose automatic label does, then
