@@ -61,6 +61,11 @@ for query in "mango violin river" "mango violin river gold"; do
 done
 python3 Benchmarks/time_command.py qkcat-search 30 .build/release/qkcat search mango --layer 5 --head 3 --db "$OUT/search.sqlite" | record
 python3 Benchmarks/time_command.py qkcat-search 30 .build/release/qkcat search "apple tiger" --db "$OUT/search.sqlite" | record
+"$BENCH" label-sequence "$OUT/search.sqlite" --count 1000 | record
+# 600 `qkcat label` commands in a row on the MiniLM catalog: the first and the last ones' costs.
+rm -f "$OUT/minilm.sqlite" "$OUT/minilm.sqlite-wal" "$OUT/minilm.sqlite-shm"
+.build/release/qkcat ingest Examples/minilm/capture --db "$OUT/minilm.sqlite" --per-value -q
+python3 Benchmarks/label_sequence.py .build/release/qkcat "$OUT/minilm.sqlite" 600 | record
 "$BENCH" ingest-store "$OUT/capture-2000" | record
 "$BENCH" ingest-store "$OUT/capture-2000" --per-value | record
 

@@ -1,6 +1,6 @@
 -- qkcat catalog: the current schema, as migrating an empty database through Migrations/ yields it
--- (a test checks this). Schema version 3 = Migrations/0001_initial.sql, 0002_examples_per_component.sql,
--- 0003_search_postings.sql.
+-- (a test checks this). Schema version 4 = Migrations/0001_initial.sql, 0002_examples_per_component.sql,
+-- 0003_search_postings.sql, 0004_search_keys.sql.
 
 -- Which migrations were applied (PRAGMA user_version holds the highest one as well).
 CREATE TABLE qkcat_migrations (
@@ -103,25 +103,6 @@ CREATE TABLE components (
     UNIQUE (decomposition_id, component_index)
 );
 
--- What search orders and filters by, per component: σ and the decomposition's place, copied from
--- decompositions, heads and features at ingest (none of them changes afterwards). Components rows carry
--- two vectors each; this table and its index stay small, so search reads few pages.
-CREATE TABLE component_search_keys (
-    component_id  INTEGER PRIMARY KEY REFERENCES components (id),
-    sigma         REAL NOT NULL,
-    checkpoint_id INTEGER NOT NULL REFERENCES checkpoints (id),
-    layer         INTEGER NOT NULL,
-    head          INTEGER NOT NULL,
-    feature_id    INTEGER NOT NULL REFERENCES features (id),
-    value         TEXT,
-    -- Tokens in the component's searchable full-text columns, as bm25 counts them; NULL once a label or note
-    -- changed (ranking then asks the full-text index). Saves ranking a lookup per matching row.
-    search_length INTEGER
-);
--- Listing by σ, filters checked inside the index: strongest components first.
-CREATE INDEX component_search_keys_by_sigma
-    ON component_search_keys (sigma, checkpoint_id, layer, head, feature_id, value);
-
 -- The tokens of the prompts that some example cites (and only those), for showing contexts.
 CREATE TABLE prompts (
     id           INTEGER PRIMARY KEY,
@@ -168,85 +149,54 @@ CREATE TABLE skips (
 );
 CREATE INDEX skips_by_capture ON skips (capture_id);
 
--- Full-text index of components, rowid = components.id. The store writes a row per component at
--- ingest; the triggers below keep labels and notes in step, so a new human label is searchable at once.
--- `facets` holds exact filter tokens (fl<layer>, fh<head>, and the hex of the UTF-8 names: fm model,
--- fc checkpoint, ff feature, fv value, fk kind), so that filtered searches intersect postings instead
--- of scanning (one capture's components have neighbouring ids, so postings of a filter come in runs).
--- User words are matched in the other columns only and ranked by qkrank (bm25 over the user's words
--- alone, with document counts from search_terms), so filter tokens never cost ranking time.
+-- Where a component lives and its σ, copied from decompositions, heads, features at ingest (none of them changes
+-- afterwards). rank_key orders components for search: σ as float32 largest first (bits 30–60), then id (bits 0–29).
+CREATE TABLE component_keys (
+    rank_key      INTEGER PRIMARY KEY,
+    component_id  INTEGER NOT NULL UNIQUE REFERENCES components (id),
+    checkpoint_id INTEGER NOT NULL REFERENCES checkpoints (id),
+    layer         INTEGER NOT NULL,
+    head          INTEGER NOT NULL,
+    feature       TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    value         TEXT,
+    sigma         REAL NOT NULL
+);
+CREATE INDEX component_keys_by_head ON component_keys (layer, head);
+CREATE INDEX component_keys_by_checkpoint ON component_keys (checkpoint_id);
+CREATE INDEX component_keys_by_feature ON component_keys (feature);
+CREATE INDEX component_keys_by_value ON component_keys (value);
+CREATE INDEX component_keys_by_kind ON component_keys (kind);
+
+-- The words of each component, in up to three rows whose rowid is its rank_key plus a tier in bits 61–62:
+-- tier 0 its human label and note (only when it has one), tier 1 its automatic label, tier 2 everything
+-- searchable (automatic label, feature and value, top tokens, model and checkpoint names in `words`; human label
+-- and note in `label`). Matches in rowid order come tier by tier, σ largest first within a tier.
 -- Ġ and Ċ (byte-level BPE's space and newline) separate words.
-CREATE VIRTUAL TABLE component_search USING fts5 (
-    auto_label,
-    human_label,
-    note,
-    feature,
-    tokens,
-    names,
-    facets,
+CREATE VIRTUAL TABLE component_text USING fts5 (
+    words,
+    label,
     tokenize = "unicode61 remove_diacritics 2 separators 'ĠĊ'"
 );
 
--- Per term of the searchable columns (as the FTS5 tokenizer yields it): how many components contain it.
--- bm25's IDF needs these counts; FTS5 would count the postings of every query term on every search.
--- Ingest and label changes keep it exact.
-CREATE TABLE search_terms (
-    term      TEXT PRIMARY KEY,
-    documents INTEGER NOT NULL
-) WITHOUT ROWID;
-
+-- A human label or note is searchable at once, however it was written (qkcat label, or SQL by hand).
 CREATE TRIGGER components_label_changed AFTER UPDATE OF human_label, note ON components
 BEGIN
-    UPDATE component_search
-       SET human_label = coalesce(NEW.human_label, ''), note = coalesce(NEW.note, '')
-     WHERE rowid = NEW.id;
-    UPDATE component_search_keys SET search_length = NULL WHERE component_id = NEW.id;
-    INSERT INTO search_stale (component_id) VALUES (NEW.id) ON CONFLICT (component_id) DO UPDATE SET indexed = 0;
+    DELETE FROM component_text WHERE rowid = (SELECT rank_key FROM component_keys WHERE component_id = NEW.id);
+    INSERT INTO component_text (rowid, words, label)
+    SELECT rank_key, '', coalesce(NEW.human_label, '') || char(10) || coalesce(NEW.note, '')
+      FROM component_keys
+     WHERE component_id = NEW.id AND (NEW.human_label IS NOT NULL OR NEW.note IS NOT NULL);
+    UPDATE component_text SET label = coalesce(NEW.human_label, '') || char(10) || coalesce(NEW.note, '')
+     WHERE rowid = (SELECT rank_key | (2 << 61) FROM component_keys WHERE component_id = NEW.id);
 END;
 
 CREATE TRIGGER components_deleted AFTER DELETE ON components
 BEGIN
-    DELETE FROM component_search WHERE rowid = OLD.id;
-    DELETE FROM component_search_keys WHERE component_id = OLD.id;
+    DELETE FROM component_text
+     WHERE rowid IN (SELECT rank_key | (tier.value << 61)
+                       FROM component_keys, (SELECT 0 AS value UNION ALL SELECT 1 UNION ALL SELECT 2) tier
+                      WHERE component_id = OLD.id);
+    DELETE FROM component_keys WHERE component_id = OLD.id;
     DELETE FROM component_examples WHERE component_id = OLD.id;
-    DELETE FROM search_stale WHERE component_id = OLD.id;
-    -- The capture's groups still list the row (and a later ingest may reuse its id): searches use FTS5 until the
-    -- next writable open rebuilds them.
-    DELETE FROM search_indexed_captures
-     WHERE capture_id = (SELECT f.capture_id FROM decompositions d JOIN features f ON f.id = d.feature_id
-                          WHERE d.id = OLD.decomposition_id);
 END;
-
--- One group: the components of one capture whose searchable text holds `term` with the same weighted frequency
--- (column weights as qkrank's) and the same searchable length. `entries` holds `documents` 32-byte little-endian
--- records, σ largest first then id: component id (i64), σ (f64), checkpoint id (u32), feature id (u32), value code
--- (u32, search_values.id, 0 pooled), layer (u16), head (u16). capture_id NULL: a group of the overlay, which
--- indexes the stale components (below) with their current text.
-CREATE TABLE search_postings (
-    id         INTEGER PRIMARY KEY,
-    term       TEXT NOT NULL,
-    capture_id INTEGER REFERENCES captures (id),
-    frequency  REAL NOT NULL,
-    length     INTEGER NOT NULL,
-    documents  INTEGER NOT NULL,
-    entries    BLOB NOT NULL
-);
-CREATE INDEX search_postings_by_term ON search_postings (term, capture_id, frequency, length, documents);
-
--- Codes of feature values in search_postings entries.
-CREATE TABLE search_values (
-    id    INTEGER PRIMARY KEY,
-    value TEXT NOT NULL UNIQUE
-);
-
--- Captures whose components are in search_postings.
-CREATE TABLE search_indexed_captures (
-    capture_id INTEGER PRIMARY KEY REFERENCES captures (id)
-);
-
--- Components whose text changed (a human label or note) after their capture's groups were written: searches skip
--- their capture's entries. `indexed` 1: the overlay holds their current text; 0: not yet (FTS5 ranks them).
-CREATE TABLE search_stale (
-    component_id INTEGER PRIMARY KEY REFERENCES components (id),
-    indexed      INTEGER NOT NULL DEFAULT 0
-);

@@ -104,28 +104,16 @@ func similarBenchmark(directory: URL, components: Int = 1_000_000, headDimension
     let catalog = try Catalog.open(path: path, readOnly: true)
     let total = try catalog.database.scalarInt("SELECT count(*) FROM components") ?? 0
     let reference = Int64(total / 2 + 7)
-    let cachePath = path + ".vectors-d\(headDimension)"
-    try? FileManager.default.removeItem(atPath: cachePath)
     func timed(_ body: () throws -> Void) rethrows -> Double {
         let start = benchNow()
         try body()
         return benchNow() - start
     }
-    // The components table, scanned directly (what the first call pays, plus writing the cache).
+    // The components table, scanned directly.
     var scanned = 0
     var tableTimes: [Double] = []
     for _ in 0..<repetitions {
-        tableTimes.append(try timed { scanned = try catalog.similarComponents(to: reference, limit: 10, useCache: false).scanned })
-    }
-    let cacheBuild = try timed { _ = try catalog.similarComponents(to: reference, limit: 10) }
-    var cachedTimes: [Double] = []
-    var sameAnswer = true
-    let direct = try catalog.similarComponents(to: reference, limit: 10, useCache: false).hits
-    for _ in 0..<repetitions {
-        cachedTimes.append(try timed {
-            let result = try catalog.similarComponents(to: reference, limit: 10)
-            sameAnswer = sameAnswer && result.usedCache && result.hits == direct
-        })
+        tableTimes.append(try timed { scanned = try catalog.similarComponents(to: reference, limit: 10).scanned })
     }
     let arguments = ["similar", String(reference), "--db", path, "--scope", "all", "--limit", "10"]
     var commandTimes: [Double] = []
@@ -137,14 +125,13 @@ func similarBenchmark(directory: URL, components: Int = 1_000_000, headDimension
     }
     var result: [String: Any] = [
         "step": "similar", "components": total, "scanned": scanned, "d_head": headDimension,
-        "table_scan_median_seconds": benchMedian(tableTimes), "cache_build_seconds": cacheBuild,
-        "cached_median_seconds": benchMedian(cachedTimes), "cached_equals_table": sameAnswer,
+        "table_scan_median_seconds": benchMedian(tableTimes),
         "command_in_process_median_seconds": benchMedian(commandTimes),
-        "catalog_build_seconds": buildSeconds, "catalog_bytes": benchFileSize(path), "cache_bytes": benchFileSize(cachePath),
+        "catalog_build_seconds": buildSeconds, "catalog_bytes": benchFileSize(path),
     ]
     let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("qkcat")
     if FileManager.default.isExecutableFile(atPath: binary.path) {
-        for (key, extra) in [("process_median_seconds", [String]()), ("process_no_cache_median_seconds", ["--no-cache"])] {
+        for (key, extra) in [("process_median_seconds", [String]())] {
             var processTimes: [Double] = []
             for _ in 0..<repetitions {
                 let process = Process()

@@ -5,6 +5,7 @@
 //   qkbench svd                            SVD medians per size, one JSON line
 //   qkbench attribute DIR [--db PATH] [--repeat N]   `qkcat attribute DIR --all` throughput
 //   qkbench search CATALOG                 search p50/p99 per query kind over 1M components
+//   qkbench label-sequence CATALOG         1000 labels in a row: the first and the last ones' costs
 //   qkbench ingest-store DIR [--per-value] the store phase of ingest against the engine
 //   qkbench compare-match DIR              `qkcat compare --match` over 2 x 32 x 32 heads
 //   qkbench similar DIR [--components N]   `qkcat similar` over a catalog of N components
@@ -115,6 +116,8 @@ do {
         emit(try searchQueryBenchmark(path: arguments[1], query: arguments[2]))
     case "search-once":
         emit(try searchOnce(path: arguments[1]))
+    case "label-sequence":  // CATALOG [--count N]: N labels one after another; first and last costs
+        emit(try labelSequenceBenchmark(path: arguments[1], count: option("count", arguments, default: 1000)))
     case "ingest-store":    // DIR holding (or receiving) the 2000-prompt synthetic capture
         emit(try ingestStoreBenchmark(directory: arguments[1], perValue: arguments.contains("--per-value")))
     case "svd":

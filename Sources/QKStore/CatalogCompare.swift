@@ -1,63 +1,5 @@
-import CSQLite
 import Foundation
 import QKEngine
-
-/// Identifies one decomposition within a checkpoint: (layer, head, feature, value); value nil = pooled.
-public struct SubspaceKey: Hashable, Sendable, Comparable {
-    public var layer: Int
-    public var head: Int
-    public var feature: String
-    public var value: String?
-
-    public init(layer: Int, head: Int, feature: String, value: String?) {
-        self.layer = layer
-        self.head = head
-        self.feature = feature
-        self.value = value
-    }
-
-    /// Layer, head, feature, then pooled before per-value, values by name.
-    public static func < (a: SubspaceKey, b: SubspaceKey) -> Bool {
-        if a.layer != b.layer { return a.layer < b.layer }
-        if a.head != b.head { return a.head < b.head }
-        if a.feature != b.feature { return a.feature < b.feature }
-        switch (a.value, b.value) {
-        case (nil, nil): return false
-        case (nil, _): return true
-        case (_, nil): return false
-        case let (x?, y?): return x < y
-        }
-    }
-}
-
-/// One stored decomposition reduced to what comparisons need: its place, rank, scale and vectors.
-public struct StoredSubspaces: Sendable, Equatable {
-    public var decompositionID: Int64
-    public var model: String
-    public var checkpoint: String
-    public var layer: Int
-    public var head: Int
-    public var kvHead: Int
-    public var headDimension: Int
-    public var feature: String
-    /// nil for the pooled decomposition.
-    public var value: String?
-    public var rank: Int
-    /// σ₁ of ΔC (0 when no singular value is stored).
-    public var sigma1: Double
-    public var frobenius: Double
-    /// The kept components' query-side vectors, by component index.
-    public var u: [[Float]]
-    /// The kept components' key-side vectors, by component index.
-    public var v: [[Float]]
-
-    public var key: SubspaceKey { SubspaceKey(layer: layer, head: head, feature: feature, value: value) }
-
-    /// The engine's view: the spans of `u` and `v`.
-    public var subspaces: HeadSubspaces {
-        HeadSubspaces(u: u, v: v, dimension: headDimension, sigma1: sigma1, frobenius: frobenius)
-    }
-}
 
 /// Where `similar` looks for components like the reference one.
 public enum SimilarScope: String, Sendable, Equatable, CaseIterable {
@@ -91,8 +33,6 @@ public struct SimilarResult: Sendable, Equatable {
     public var scanned: Int
     /// Best first; ties by component id.
     public var hits: [SimilarHit]
-    /// Whether the vectors came from the vector cache rather than the components table.
-    public var usedCache: Bool
 }
 
 extension Catalog {
@@ -117,73 +57,6 @@ extension Catalog {
         return checkpoint
     }
 
-    // MARK: Subspaces
-
-    /// Every decomposition of one checkpoint matching `filters`' layer, head, feature and value (model
-    /// and checkpoint come from the arguments), with its component vectors; `pooledOnly` drops the
-    /// per-value ones when no value is asked for. Sorted by `SubspaceKey`.
-    ///
-    /// When several captures of the checkpoint decomposed the same head and feature, the most recently
-    /// ingested one counts.
-    public func subspaces(model: String, checkpoint: String, filters: SearchFilters = SearchFilters(),
-                          pooledOnly: Bool = false) throws(StoreError) -> [StoredSubspaces] {
-        var sql = FilterSQL()
-        sql.add("m.name = ?", .text(model))
-        sql.add("ck.name = ?", .text(checkpoint))
-        sql.add("h.layer = ?", filters.layer.map(SQLValue.integer))
-        sql.add("h.head = ?", filters.head.map(SQLValue.integer))
-        sql.add("f.name = ?", filters.feature.map(SQLValue.text))
-        sql.add("d.value = ?", filters.value.map(SQLValue.text))
-        sql.add("f.kind = ?", filters.kind.map(SQLValue.text))
-        if pooledOnly && filters.value == nil { sql.conditions.append("d.value IS NULL") }
-        let statement = try database.prepare("""
-            SELECT d.id, h.layer, h.head, h.kv_head, h.d_head, f.name, d.value, d.rank, d.frobenius, d.singular_values,
-                   f.capture_id, c.component_index, c.u, c.v
-              FROM checkpoints ck
-              JOIN models m ON m.id = ck.model_id
-              JOIN heads h ON h.checkpoint_id = ck.id
-              JOIN decompositions d ON d.head_id = h.id
-              JOIN features f ON f.id = d.feature_id
-              LEFT JOIN components c ON c.decomposition_id = d.id
-             WHERE \(sql.whereBody)
-            """)
-        try statement.bind(sql.values)
-        var byID: [Int64: (record: StoredSubspaces, captureID: Int64, vectors: [Int: ([Float], [Float])])] = [:]
-        while try statement.step() {
-            let id = statement.int64(at: 0) ?? 0
-            if byID[id] == nil {
-                let singularValues = try statement.float32Blob(at: 9) ?? []
-                let record = StoredSubspaces(
-                    decompositionID: id, model: model, checkpoint: checkpoint, layer: statement.int(at: 1) ?? 0,
-                    head: statement.int(at: 2) ?? 0, kvHead: statement.int(at: 3) ?? 0,
-                    headDimension: statement.int(at: 4) ?? 0, feature: statement.text(at: 5) ?? "",
-                    value: statement.text(at: 6), rank: statement.int(at: 7) ?? 0,
-                    sigma1: singularValues.first.map(Double.init) ?? 0, frobenius: statement.double(at: 8) ?? 0,
-                    u: [], v: [])
-                byID[id] = (record, statement.int64(at: 10) ?? 0, [:])
-            }
-            guard let index = statement.int(at: 11) else { continue }   // a decomposition without components
-            let u = try statement.float32Blob(at: 12) ?? []
-            let v = try statement.float32Blob(at: 13) ?? []
-            let dimension = byID[id]!.record.headDimension
-            guard u.count == dimension, v.count == dimension else {
-                throw .corrupt("decomposition \(id) component \(index): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
-            }
-            byID[id]!.vectors[index] = (u, v)
-        }
-        // The latest capture wins for one key.
-        var latest: [SubspaceKey: (record: StoredSubspaces, captureID: Int64)] = [:]
-        for (_, entry) in byID {
-            var record = entry.record
-            let indices = entry.vectors.keys.sorted()
-            record.u = indices.map { entry.vectors[$0]!.0 }
-            record.v = indices.map { entry.vectors[$0]!.1 }
-            if let existing = latest[record.key], existing.captureID > entry.captureID { continue }
-            latest[record.key] = (record, entry.captureID)
-        }
-        return latest.values.map(\.record).sorted { $0.key < $1.key }
-    }
-
     /// One (layer, head, feature, value) of `model` in every checkpoint, in training order; nil where a
     /// checkpoint lacks it. `value` nil means the pooled decomposition.
     public func trajectory(model: String, layer: Int, head: Int, feature: String, value: String?)
@@ -205,18 +78,15 @@ extension Catalog {
     /// of the same d_head in `scope`.
     ///
     /// One pass over the components table reads each row's `u` and `v` BLOBs in place (no copies) and
-    /// scores them with a vectorized kernel; only the best `limit` are kept, then described.
-    ///
-    /// With `useCache`, a wide scope scans the catalog's vector cache (`ComponentVectorCache`, a flat file
-    /// next to the catalog, built on first use and rebuilt when the catalog changed) instead of the table.
-    public func similarComponents(to id: Int64, scope: SimilarScope = .all, limit: Int = 10, useCache: Bool = true)
+    /// scores them with a vectorized kernel; only the best `limit` are kept, then described. Nothing is written.
+    public func similarComponents(to id: Int64, scope: SimilarScope = .all, limit: Int = 10)
         throws(StoreError) -> SimilarResult
     {
-        try similarComponents(to: id, scope: scope, limit: limit, useCache: useCache, splitAbove: 100_000)
+        try similarComponents(to: id, scope: scope, limit: limit, splitAbove: 100_000)
     }
 
     /// As above; a wide scan is split across threads when it covers more than `splitAbove` components.
-    func similarComponents(to id: Int64, scope: SimilarScope, limit: Int, useCache: Bool, splitAbove: Int64)
+    func similarComponents(to id: Int64, scope: SimilarScope, limit: Int, splitAbove: Int64)
         throws(StoreError) -> SimilarResult
     {
         guard limit > 0 else { throw .invalidArgument("similar: limit must be positive, got \(limit)") }
@@ -232,8 +102,8 @@ extension Catalog {
         guard try reference.step() else { throw .notFound(what: "component \(id)") }
         let u = try reference.float32Blob(at: 0) ?? []
         let v = try reference.float32Blob(at: 1) ?? []
-        let (layer, head, dimension) = (reference.int(at: 2) ?? 0, reference.int(at: 3) ?? 0, reference.int(at: 4) ?? 0)
-        let modelID = reference.int64(at: 5) ?? 0
+        let (layer, head, dimension) = (try reference.required(2, as: Int.self), try reference.required(3, as: Int.self), try reference.required(4, as: Int.self))
+        let modelID = try reference.required(5, as: Int64.self)
         reference.reset()
         guard u.count == dimension, v.count == dimension, dimension > 0 else {
             throw .corrupt("component \(id): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
@@ -243,7 +113,7 @@ extension Catalog {
         }
 
         // Decompositions in scope, as a bitmap over decomposition ids.
-        var scopeSQL = FilterSQL()
+        var scopeSQL = SQLCondition()
         scopeSQL.add("h.d_head = ?", .integer(dimension))
         if scope != .all { scopeSQL.add("ck.model_id = ?", .integer(Int(modelID))) }
         if scope == .head || scope == .layer { scopeSQL.add("h.layer = ?", .integer(layer)) }
@@ -252,17 +122,16 @@ extension Catalog {
             SELECT d.id FROM decompositions d
               JOIN heads h ON h.id = d.head_id
               JOIN checkpoints ck ON ck.id = h.checkpoint_id
-             WHERE \(scopeSQL.whereBody)
+             \(scopeSQL.whereClause)
             """)
         try inScope.bind(scopeSQL.values)
         var decompositionIDs: [Int64] = []
-        while try inScope.step() { decompositionIDs.append(inScope.int64(at: 0) ?? 0) }
+        while try inScope.step() { decompositionIDs.append(try inScope.required(0, as: Int64.self)) }
         let totalDecompositions = try database.scalarInt("SELECT count(*) FROM decompositions") ?? 0
 
         let byteCount = dimension * 4
         var best = TopScores(capacity: limit)
         var scanned = 0
-        var usedCache = false
         if decompositionIDs.count * 4 < totalDecompositions {
             // A narrow scope: read only its decompositions' components, through the (decomposition, index) key.
             let components = try database.prepare("SELECT id, u, v FROM components WHERE decomposition_id = ?")
@@ -279,15 +148,8 @@ extension Catalog {
             var wanted = [Bool](repeating: false, count: maxID + 1)
             for decompositionID in decompositionIDs { wanted[Int(decompositionID)] = true }
             let filter = decompositionIDs.count == totalDecompositions ? nil : wanted
-            let partials: [(best: TopScores, count: Int)]
-            if useCache, let cache = try vectorCache(dimension: dimension) {
-                usedCache = true
-                partials = try Self.scanCache(cache, excluding: id, filter: filter, scorer: scorer, limit: limit,
-                                              splitAbove: Int(splitAbove))
-            } else {
-                partials = try scanTable(excluding: id, filter: filter, byteCount: byteCount, scorer: scorer, limit: limit,
-                                         splitAbove: splitAbove)
-            }
+            let partials = try scanTable(excluding: id, filter: filter, byteCount: byteCount, scorer: scorer,
+                                         limit: limit, splitAbove: splitAbove)
             for partial in partials {
                 scanned += partial.count
                 for entry in partial.best.sorted() {
@@ -296,66 +158,15 @@ extension Catalog {
             }
         }
 
-        let describe = try database.prepare("SELECT \(Self.hitColumns) FROM components c \(Self.hitJoins) WHERE c.id = ?")
-        func hit(_ componentID: Int64) throws(StoreError) -> ComponentHit {
-            defer { describe.reset() }
-            try describe.bind(componentID, at: 1)
-            guard try describe.step() else { throw .notFound(what: "component \(componentID)") }
-            return Self.readHit(describe)
+        let described = try hits(best.sorted().map { ($0.id, nil) } + [(id, nil)])
+        guard let reference = described.last, reference.id == id else { throw .notFound(what: "component \(id)") }
+        let byID = Dictionary(described.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let hits = try best.sorted().map { entry throws(StoreError) in
+            guard let component = byID[entry.id] else { throw .notFound(what: "component \(entry.id)") }
+            return SimilarHit(component: component, score: entry.score, queryCosine: entry.queryCosine,
+                              keyCosine: entry.keyCosine)
         }
-        var hits: [SimilarHit] = []
-        for entry in best.sorted() {
-            do throws(StoreError) {
-                hits.append(SimilarHit(component: try hit(entry.id), score: entry.score, queryCosine: entry.queryCosine,
-                                       keyCosine: entry.keyCosine))
-            } catch .notFound where usedCache {
-                // A component removed behind the fingerprint's back: the cache is stale, so ask the table.
-                return try similarComponents(to: id, scope: scope, limit: limit, useCache: false, splitAbove: splitAbove)
-            }
-        }
-        return SimilarResult(reference: try hit(id), headDimension: dimension, scope: scope, scanned: scanned, hits: hits,
-                             usedCache: usedCache)
-    }
-
-    /// The vector cache of `dimension`, opened or (re)built; nil when the catalog has no file of its own or
-    /// its directory refuses the file.
-    private func vectorCache(dimension: Int) throws(StoreError) -> ComponentVectorCache? {
-        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file:") else { return nil }
-        let cachePath = ComponentVectorCache.path(catalog: path, dimension: dimension)
-        let fingerprint = try ComponentVectorCache.fingerprint(database)
-        if let cache = ComponentVectorCache.open(path: cachePath, dimension: dimension, fingerprint: fingerprint) {
-            return cache
-        }
-        return try ComponentVectorCache.build(database, path: cachePath, dimension: dimension)
-    }
-
-    /// Scores every cached component (in `filter`'s decompositions when given), split across cores.
-    private static func scanCache(_ cache: ComponentVectorCache, excluding reference: Int64, filter: [Bool]?,
-                                  scorer: CosineScorer, limit: Int, splitAbove: Int) throws(StoreError)
-        -> [(best: TopScores, count: Int)]
-    {
-        let workers = cache.count > splitAbove ? max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) : 1
-        let partials = PartialScans(count: workers)
-        let dimension = cache.dimension
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var local = TopScores(capacity: limit)
-            var count = 0
-            let range = (cache.count * worker / workers)..<(cache.count * (worker + 1) / workers)
-            for index in range {
-                if let filter {
-                    let decompositionID = Int(cache.decompositionID(index))
-                    guard decompositionID < filter.count, filter[decompositionID] else { continue }
-                }
-                let componentID = cache.componentID(index)
-                guard componentID != reference else { continue }
-                count += 1
-                let vectors = cache.vectors(index)
-                let (queryCosine, keyCosine) = scorer.cosines(vectors, vectors + 4 * dimension)
-                local.offer(score: queryCosine * keyCosine, id: componentID, queryCosine: queryCosine, keyCosine: keyCosine)
-            }
-            partials.set(worker, .success((local, count)))
-        }
-        return try partials.results()
+        return SimilarResult(reference: reference, headDimension: dimension, scope: scope, scanned: scanned, hits: hits)
     }
 
     /// One pass over the components table, filtered by a bitmap of decomposition ids, split by component id
@@ -370,7 +181,7 @@ extension Catalog {
         let ranges = (0..<workers).map { worker in
             (lowest + Int64(worker) * span, min(highest, lowest + Int64(worker + 1) * span - 1))
         }
-        let partials = PartialScans(count: workers)
+        let partials = PartialScans<StoreError>(count: workers)
         let scan = { @Sendable (worker: Int, connection: Database) throws(StoreError) -> Void in
             try connection.execute("PRAGMA mmap_size = 2147418112")
             let components = try connection.prepare(
@@ -381,7 +192,7 @@ extension Catalog {
             var count = 0
             while try components.step() {
                 if let filter {
-                    let decompositionID = Int(components.int64(at: 1) ?? 0)
+                    let decompositionID = Int(try components.required(1, as: Int64.self))
                     guard decompositionID < filter.count, filter[decompositionID] else { continue }
                 }
                 try Self.score(components, idColumn: 0, uColumn: 2, excluding: id, byteCount: byteCount, scorer: scorer,
@@ -409,7 +220,7 @@ extension Catalog {
     private static func score(_ statement: Statement, idColumn: Int32, uColumn: Int32, excluding reference: Int64,
                               byteCount: Int, scorer: CosineScorer, into best: inout TopScores,
                               scanned: inout Int) throws(StoreError) {
-        let componentID = statement.int64(at: idColumn) ?? 0
+        let componentID: Int64 = try statement.required(idColumn)
         guard componentID != reference else { return }
         guard let uBytes = statement.rawBlob(at: uColumn), let vBytes = statement.rawBlob(at: uColumn + 1),
               uBytes.count == byteCount, vBytes.count == byteCount, let u = uBytes.baseAddress, let v = vBytes.baseAddress
@@ -422,73 +233,3 @@ extension Catalog {
     }
 }
 
-/// Each worker's best scores and count, or its error.
-final class PartialScans: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Result<(best: TopScores, count: Int), StoreError>?]
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func set(_ index: Int, _ result: Result<(best: TopScores, count: Int), StoreError>) {
-        lock.lock()
-        defer { lock.unlock() }
-        slots[index] = result
-    }
-
-    func results() throws(StoreError) -> [(best: TopScores, count: Int)] {
-        lock.lock()
-        defer { lock.unlock() }
-        var values: [(best: TopScores, count: Int)] = []
-        for slot in slots {
-            switch slot {
-            case .success(let value)?: values.append(value)
-            case .failure(let error)?: throw error
-            case nil: throw .invalidArgument("a similarity scan worker produced no result")
-            }
-        }
-        return values
-    }
-}
-
-/// The best `capacity` scores seen so far (ties: lower id first).
-struct TopScores {
-    struct Entry {
-        var score: Double
-        var id: Int64
-        var queryCosine: Double
-        var keyCosine: Double
-
-        func beats(_ other: Entry) -> Bool { score > other.score || (score == other.score && id < other.id) }
-    }
-
-    let capacity: Int
-    /// Kept sorted, best first; capacity is small, so insertion is cheap and rare.
-    private(set) var entries: [Entry] = []
-
-    init(capacity: Int) { self.capacity = capacity }
-
-    mutating func offer(score: Double, id: Int64, queryCosine: Double, keyCosine: Double) {
-        let entry = Entry(score: score, id: id, queryCosine: queryCosine, keyCosine: keyCosine)
-        if entries.count == capacity {
-            guard entry.beats(entries[capacity - 1]) else { return }
-            entries.removeLast()
-        }
-        var position = entries.count
-        while position > 0 && entry.beats(entries[position - 1]) { position -= 1 }
-        entries.insert(entry, at: position)
-    }
-
-    func sorted() -> [Entry] { entries }
-}
-
-extension Statement {
-    /// A BLOB column's bytes in place, valid until the next step or reset (nil: NULL).
-    func rawBlob(at index: Int32) -> UnsafeRawBufferPointer? {
-        guard !isNull(at: index) else { return nil }
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count > 0, let pointer = sqlite3_column_blob(handle, index) else {
-            return UnsafeRawBufferPointer(start: nil, count: 0)
-        }
-        return UnsafeRawBufferPointer(start: pointer, count: count)
-    }
-}

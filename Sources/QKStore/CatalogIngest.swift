@@ -18,16 +18,12 @@ public final class IngestSession {
     private var featureIDs: [String: (id: Int64, kind: String)] = [:]
     private var headIDs: [Int: Int64] = [:]   // layer * headCount + head
     private var promptRowIDs: [Int: Int64] = [:]
-    private var firstComponentID: Int64?
 
     private let upsertHead: Statement
     private let insertDecomposition: Statement
     private let insertComponent: Statement
-    private let insertSearch: Statement
-    private let insertSearchKeys: Statement
-    private let searchIndex: SearchIndexBuilder
-    /// Value codes by the value's UTF-8 bytes (canonically equivalent values are equal Swift strings, not equal values).
-    private var valueCodes: [ExactText: UInt32] = [:]
+    private let insertKeys: Statement
+    private let insertText: Statement
     private let insertPrompt: Statement
     private let insertSkip: Statement
 
@@ -42,7 +38,7 @@ public final class IngestSession {
         let database = catalog.database
         try Self.validate(header: header, promptTable: promptTable)
 
-        try database.execute("BEGIN IMMEDIATE")
+        try database.begin(.immediate)
         do {
             // Checked inside the write lock, so two concurrent ingests of one capture cannot both pass.
             if let existing = try catalog.capture(withHash: contentHash) {
@@ -57,7 +53,7 @@ public final class IngestSession {
                 """)
             try capture.bind([
                 .integer(Int(checkpointID)), .text(contentHash), header.datasetJSON.map(SQLValue.text) ?? .null,
-                .text(header.positional), .text(Self.json(header.layers)), .integer(promptTable.promptCount),
+                .text(header.positional), .text(CompactJSONWriter.array(header.layers)), .integer(promptTable.promptCount),
                 .integer(promptTable.keyCount), .text(Timestamp.now()), .text(qkcatVersion), .real(options.energy),
                 .text(Self.optionsJSON(options)),
             ])
@@ -89,27 +85,20 @@ public final class IngestSession {
                 INSERT INTO components (decomposition_id, component_index, sigma, energy_share, u, v, auto_label)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
-            insertSearch = try database.prepare("""
-                INSERT INTO component_search (rowid, auto_label, human_label, note, feature, tokens, names, facets)
-                VALUES (?, ?, '', '', ?, ?, ?, ?)
+            insertKeys = try database.prepare("""
+                INSERT INTO component_keys (rank_key, component_id, checkpoint_id, layer, head, feature, kind, value, sigma)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-            insertSearchKeys = try database.prepare("""
-                INSERT INTO component_search_keys (component_id, sigma, checkpoint_id, layer, head, feature_id, value,
-                                                   search_length)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            // The capture's searchable texts, tokenized as the full-text index does: groups of the impact-ordered
-            // index, search_terms counts and each row's searchable length.
-            searchIndex = SearchIndexBuilder(tokenizer: try SearchTokenizer(database: database))
+            insertText = try database.prepare("INSERT INTO component_text (rowid, words, label) VALUES (?, ?, '')")
             insertPrompt = try database.prepare(
                 "INSERT INTO prompts (capture_id, prompt_index, prompt_key, tokens_json) VALUES (?, ?, ?, ?)")
             insertSkip = try database.prepare(
                 "INSERT INTO skips (capture_id, layer, head, feature, value, reason) VALUES (?, ?, ?, ?, ?, ?)")
         } catch let error as StoreError {
-            try? database.execute("ROLLBACK")
+            database.rollback()
             throw error
         } catch {
-            try? database.execute("ROLLBACK")
+            database.rollback()
             throw .invalidArgument("\(error)")
         }
     }
@@ -132,8 +121,9 @@ public final class IngestSession {
     public func finish() throws(StoreError) -> IngestSummary {
         guard open else { throw .invalidArgument("ingest session is already finished or rolled back") }
         do {
-            try searchIndex.write(captureID: captureID, database: catalog.database)
-            try catalog.database.execute("COMMIT")
+            // One segment: a search that checks rows one by one then seeks once per word, not once per segment.
+            try catalog.database.execute("INSERT INTO component_text (component_text) VALUES ('optimize')")
+            try catalog.database.commit()
         } catch {
             rollback()
             throw error
@@ -146,7 +136,7 @@ public final class IngestSession {
     public func rollback() {
         guard open else { return }
         open = false
-        if catalog.database.inTransaction { try? catalog.database.execute("ROLLBACK") }
+        catalog.database.rollback()
     }
 
     // MARK: Writing
@@ -184,21 +174,7 @@ public final class IngestSession {
         summary.decompositions += 1
 
         let featureText = [decomposition.feature, decomposition.value].compactMap { $0 }.joined(separator: " ")
-        var valueCode: UInt32 = 0
-        if let value = decomposition.value {
-            if let known = valueCodes[ExactText(value)] { valueCode = known } else {
-                valueCode = try SearchIndex.valueCode(value, in: catalog.database)
-                valueCodes[ExactText(value)] = valueCode
-            }
-        }
-        let searchFields = SearchIndex.Entry(
-            componentID: 0, sigma: 0, checkpointID: try SearchIndex.narrow(checkpointID, "checkpoint id"),
-            featureID: try SearchIndex.narrow(feature.id, "feature id"), valueCode: valueCode,
-            layer: try SearchIndex.narrow(decomposition.layer, "layer"), head: try SearchIndex.narrow(decomposition.head, "head"))
         let names = "\(model.name) \(model.checkpoint)"
-        let facets = SearchText.facets(model: model.name, checkpoint: model.checkpoint, layer: decomposition.layer,
-                                       head: decomposition.head, feature: decomposition.feature, kind: feature.kind,
-                                       value: decomposition.value)
         for component in decomposition.components {
             let topKeys = try component.keys.highestTokens.map { aggregate throws(StoreError) in
                 try tokenString(aggregate.token, place)
@@ -214,7 +190,6 @@ public final class IngestSession {
             try insertComponent.bind(label, at: 7)
             try insertComponent.run()
             let componentID = catalog.database.lastInsertRowID
-            if firstComponentID == nil { firstComponentID = componentID }
             summary.components += 1
 
             try addExamples(of: component, componentID: componentID, place: place)
@@ -222,28 +197,22 @@ public final class IngestSession {
             let topQueries = try component.queries.highestTokens.map { aggregate throws(StoreError) in
                 try tokenString(aggregate.token, place)
             }
-            try insertSearch.bind(componentID, at: 1)
-            try insertSearch.bind(label, at: 2)
-            try insertSearch.bind(featureText, at: 3)
+            guard componentID < SearchOrder.idLimit else {
+                throw StoreError.invalidArgument("component id \(componentID) reaches \(SearchOrder.idLimit), past what "
+                    + "search order holds")
+            }
+            let rankKey = SearchOrder.rankKey(sigma: component.sigma, id: componentID)
+            try insertKeys.bind([.integer(Int(rankKey)), .integer(Int(componentID)), .integer(Int(checkpointID)),
+                                 .integer(decomposition.layer), .integer(decomposition.head), .text(decomposition.feature),
+                                 .text(feature.kind), decomposition.value.map(SQLValue.text) ?? .null,
+                                 .real(component.sigma)])
+            try insertKeys.run()
             let tokens = (topKeys + topQueries).joined(separator: " ")
-            try insertSearch.bind(tokens, at: 4)
-            try insertSearch.bind(names, at: 5)
-            try insertSearch.bind(facets, at: 6)
-            try insertSearch.run()
-            var entry = searchFields
-            entry.componentID = componentID
-            entry.sigma = component.sigma
-            let searchLength = searchIndex.add(entry, columns: [label, "", "", featureText, tokens, names])
-
-            try insertSearchKeys.bind(componentID, at: 1)
-            try insertSearchKeys.bind(component.sigma, at: 2)
-            try insertSearchKeys.bind(checkpointID, at: 3)
-            try insertSearchKeys.bind(decomposition.layer, at: 4)
-            try insertSearchKeys.bind(decomposition.head, at: 5)
-            try insertSearchKeys.bind(feature.id, at: 6)
-            try insertSearchKeys.bind(decomposition.value, at: 7)
-            try insertSearchKeys.bind(searchLength, at: 8)
-            try insertSearchKeys.run()
+            for (tier, words) in [(1, label), (2, [label, featureText, tokens, names].joined(separator: " "))] {
+                try insertText.bind(SearchOrder.rowid(rankKey, tier: tier), at: 1)
+                try insertText.bind(words, at: 2)
+                try insertText.run()
+            }
         }
     }
 
@@ -357,7 +326,7 @@ public final class IngestSession {
         }
         let tokens = try promptTokens(index)
         try insertPrompt.bind([.integer(Int(captureID)), .integer(index), .text(promptTable.promptIDs[index]),
-                               .text(Self.json(tokens))])
+                               .text(CompactJSONWriter.array(tokens))])
         try insertPrompt.run()
         let id = catalog.database.lastInsertRowID
         promptRowIDs[index] = id
@@ -391,7 +360,7 @@ public final class IngestSession {
                     + "\(stored.1 ?? 0) heads (\(stored.2 ?? 0) kv heads, d_head \(stored.3 ?? 0)); the capture declares "
                     + "\(info.layerCount) × \(info.headCount) (\(info.kvHeadCount) kv heads, d_head \(info.headDimension))")
             }
-            return find.int64(at: 0) ?? 0
+            return try find.required(0, as: Int64.self)
         }
         let insert = try database.prepare(
             "INSERT INTO models (name, n_layers, n_heads, n_kv_heads, d_head) VALUES (?, ?, ?, ?, ?)")
@@ -413,37 +382,21 @@ public final class IngestSession {
         return id
     }
 
-    static func json<T: Encodable>(_ value: T) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(value)) ?? Data("null".utf8), as: UTF8.self)
-    }
-
-    private struct OptionsRecord: Encodable {
-        var energy: Double
-        var max_rank: Int?
-        var per_value: Bool
-        var features: [String]?
-        var layers: [Int]?
-        var top: Int
-
-        func encode(to encoder: Encoder) throws {
-            // Explicit nulls: the record says "no limit" rather than leaving it out.
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(energy, forKey: .energy)
-            try container.encode(max_rank, forKey: .max_rank)
-            try container.encode(per_value, forKey: .per_value)
-            try container.encode(features, forKey: .features)
-            try container.encode(layers, forKey: .layers)
-            try container.encode(top, forKey: .top)
-        }
-
-        enum CodingKeys: String, CodingKey { case energy, max_rank, per_value, features, layers, top }
-    }
-
+    /// Every decomposition option, with explicit nulls ("no limit" rather than left out), keys sorted.
     static func optionsJSON(_ options: DecompositionOptions) -> String {
-        json(OptionsRecord(energy: options.energy, max_rank: options.maxRank, per_value: options.perValue,
-                           features: options.features, layers: options.layers, top: options.topCount))
+        var json = CompactJSONWriter()
+        json.raw("{\"energy\":")
+        json.number(options.energy)
+        json.raw(",\"features\":")
+        if let features = options.features { json.array(features) } else { json.raw("null") }
+        json.raw(",\"layers\":")
+        if let layers = options.layers { json.array(layers) } else { json.raw("null") }
+        json.raw(",\"max_rank\":")
+        if let maxRank = options.maxRank { json.integer(maxRank) } else { json.raw("null") }
+        json.raw(options.perValue ? ",\"per_value\":true,\"top\":" : ",\"per_value\":false,\"top\":")
+        json.integer(options.topCount)
+        json.raw("}")
+        return json.text
     }
 }
 

@@ -1,32 +1,6 @@
 import Foundation
 import QKEngine
 
-/// Filters shared by search, listing, show and export; nil matches anything.
-public struct SearchFilters: Sendable, Equatable {
-    public var model: String?
-    public var checkpoint: String?
-    public var layer: Int?
-    public var head: Int?
-    public var feature: String?
-    /// A feature value; pooled decompositions (no value) never match a value filter.
-    public var value: String?
-    /// A feature kind, as the capture declares it.
-    public var kind: String?
-
-    public init(model: String? = nil, checkpoint: String? = nil, layer: Int? = nil, head: Int? = nil,
-                feature: String? = nil, value: String? = nil, kind: String? = nil) {
-        self.model = model
-        self.checkpoint = checkpoint
-        self.layer = layer
-        self.head = head
-        self.feature = feature
-        self.value = value
-        self.kind = kind
-    }
-
-    public var isEmpty: Bool { self == SearchFilters() }
-}
-
 /// One search result: a component and where it lives.
 public struct ComponentHit: Sendable, Equatable {
     public var id: Int64
@@ -46,7 +20,8 @@ public struct ComponentHit: Sendable, Equatable {
     public var autoLabel: String
     public var humanLabel: String?
     public var note: String?
-    /// FTS5 bm25 score (lower is more relevant); nil when listing without a text query.
+    /// Where every word matched (lower ranks first): 0 the human label or note, 1 the automatic label, 2 elsewhere
+    /// (top tokens, feature, model and checkpoint names); nil when listing without a text query.
     public var score: Double?
 
     /// The human label when there is one, else the automatic label.
@@ -225,4 +200,17 @@ public struct IngestSummary: Sendable, Equatable {
     public var tokenAggregates = 0
     public var prompts = 0
     public var skips = 0
+}
+/// Checkpoint sort keys: the value of the trailing digits; names without them sort after all others.
+public enum CheckpointOrder {
+    public static let unnumbered = Int64.max
+
+    public static func ordinal(of name: String) -> Int64 {
+        let digits = name.reversed().prefix { $0.isASCII && $0.isNumber }
+        guard !digits.isEmpty else { return unnumbered }
+        let significant = String(digits.reversed()).drop { $0 == "0" }
+        if significant.isEmpty { return 0 }
+        // More digits than Int64 holds: clamp just below the unnumbered names.
+        return Int64(significant) ?? (unnumbered - 1)
+    }
 }

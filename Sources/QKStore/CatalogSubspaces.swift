@@ -1,6 +1,37 @@
 import Foundation
 import QKEngine
 
+/// One stored decomposition reduced to what comparisons need: its place, rank, scale and vectors.
+public struct StoredSubspaces: ComparedDecomposition, Sendable, Equatable {
+    public var decompositionID: Int64
+    /// The capture that decomposed it (the latest one when several did).
+    public var captureID: Int64
+    public var model: String
+    public var checkpoint: String
+    public var layer: Int
+    public var head: Int
+    public var kvHead: Int
+    public var headDimension: Int
+    public var feature: String
+    /// nil for the pooled decomposition.
+    public var value: String?
+    public var rank: Int
+    /// σ₁ of ΔC (0 when no singular value is stored).
+    public var sigma1: Double
+    public var frobenius: Double
+    /// The kept components' query-side vectors, by component index.
+    public var u: [[Float]]
+    /// The kept components' key-side vectors, by component index.
+    public var v: [[Float]]
+
+    public var key: SubspaceKey { SubspaceKey(layer: layer, head: head, feature: feature, value: value) }
+
+    /// The engine's view: the spans of `u` and `v`.
+    public var subspaces: HeadSubspaces {
+        HeadSubspaces(u: u, v: v, dimension: headDimension, sigma1: sigma1, frobenius: frobenius)
+    }
+}
+
 /// The query-side subspace of one pooled decomposition: the `u` of its kept components.
 public struct QuerySubspaceRecord: Sendable, Equatable {
     public var decompositionID: Int64
@@ -15,63 +46,76 @@ public struct QuerySubspaceRecord: Sendable, Equatable {
 }
 
 extension Catalog {
-    /// Query subspaces of the pooled decompositions of `model` at `checkpoint`, optionally of one layer,
-    /// head or set of features, ordered by layer, head and feature name.
+    /// Every decomposition of one checkpoint matching `filters`' layer, head, feature and value (model
+    /// and checkpoint come from the arguments), with its component vectors; `pooledOnly` drops the
+    /// per-value ones when no value is asked for. Sorted by `SubspaceKey`.
     ///
-    /// When several ingested captures decomposed the same head and feature, the most recently ingested
-    /// one (highest capture id) is returned. Only `u` is read: no examples, no prompts.
-    public func querySubspaces(model: String, checkpoint: String, layer: Int? = nil, head: Int? = nil,
-                               features: [String]? = nil) throws(StoreError) -> [QuerySubspaceRecord] {
-        var filter = FilterSQL()
-        filter.add("m.name = ?", .text(model))
-        filter.add("ck.name = ?", .text(checkpoint))
-        filter.add("h.layer = ?", layer.map(SQLValue.integer))
-        filter.add("h.head = ?", head.map(SQLValue.integer))
-        if let features {
-            guard !features.isEmpty else { return [] }
-            filter.conditions.append("f.name IN (\(features.map { _ in "?" }.joined(separator: ", ")))")
-            filter.values += features.map(SQLValue.text)
-        }
+    /// When several captures of the checkpoint decomposed the same head and feature, the most recently
+    /// ingested one counts.
+    public func subspaces(model: String, checkpoint: String, filters: SearchFilters = SearchFilters(),
+                          pooledOnly: Bool = false) throws(StoreError) -> [StoredSubspaces] {
+        var exact = filters
+        exact.model = model
+        exact.checkpoint = checkpoint
+        var sql = exact.condition(.catalog)
+        if pooledOnly && filters.value == nil { sql.terms.append("d.value IS NULL") }
         let statement = try database.prepare("""
-            SELECT d.id, f.capture_id, h.layer, h.head, h.kv_head, h.d_head, f.name, c.u
-              FROM decompositions d
-              JOIN heads h ON h.id = d.head_id
-              JOIN checkpoints ck ON ck.id = h.checkpoint_id
+            SELECT d.id, h.layer, h.head, h.kv_head, h.d_head, f.name, d.value, d.rank, d.frobenius, d.singular_values,
+                   f.capture_id, c.component_index, c.u, c.v
+              FROM checkpoints ck
               JOIN models m ON m.id = ck.model_id
+              JOIN heads h ON h.checkpoint_id = ck.id
+              JOIN decompositions d ON d.head_id = h.id
               JOIN features f ON f.id = d.feature_id
               LEFT JOIN components c ON c.decomposition_id = d.id
-             WHERE d.value IS NULL AND \(filter.whereBody)
-             ORDER BY h.layer, h.head, f.name, f.capture_id DESC, c.component_index
+             \(sql.whereClause)
             """)
-        try statement.bind(filter.values)
-        var records: [QuerySubspaceRecord] = []
+        try statement.bind(sql.values)
+        var byID: [Int64: (record: StoredSubspaces, captureID: Int64, vectors: [Int: ([Float], [Float])])] = [:]
         while try statement.step() {
-            let decompositionID = statement.int64(at: 0) ?? 0
-            let layer = statement.int(at: 2) ?? 0, head = statement.int(at: 3) ?? 0
-            let feature = statement.text(at: 6) ?? ""
-            if var last = records.last, last.layer == layer, last.head == head, last.feature == feature {
-                // Rows of an older capture's decomposition of the same head and feature are skipped.
-                guard last.decompositionID == decompositionID else { continue }
-                if let u = try statement.float32Blob(at: 7) {
-                    guard u.count == last.headDimension else {
-                        throw .corrupt("decomposition \(decompositionID): u has \(u.count) values, d_head is \(last.headDimension)")
-                    }
-                    last.vectors.append(u)
-                    records[records.count - 1] = last
-                }
-                continue
+            let id = try statement.required(0, as: Int64.self)
+            if byID[id] == nil {
+                let singularValues = try statement.float32Blob(at: 9) ?? []
+                let record = StoredSubspaces(
+                    decompositionID: id, captureID: try statement.required(10), model: model, checkpoint: checkpoint, layer: try statement.required(1, as: Int.self),
+                    head: try statement.required(2, as: Int.self), kvHead: try statement.required(3, as: Int.self),
+                    headDimension: try statement.required(4, as: Int.self), feature: try statement.required(5, as: String.self),
+                    value: statement.text(at: 6), rank: try statement.required(7, as: Int.self),
+                    sigma1: singularValues.first.map(Double.init) ?? 0, frobenius: try statement.required(8, as: Double.self),
+                    u: [], v: [])
+                byID[id] = (record, record.captureID, [:])
             }
-            var record = QuerySubspaceRecord(
-                decompositionID: decompositionID, captureID: statement.int64(at: 1) ?? 0, layer: layer, head: head,
-                kvHead: statement.int(at: 4) ?? 0, headDimension: statement.int(at: 5) ?? 0, feature: feature, vectors: [])
-            if let u = try statement.float32Blob(at: 7) {
-                guard u.count == record.headDimension else {
-                    throw .corrupt("decomposition \(decompositionID): u has \(u.count) values, d_head is \(record.headDimension)")
-                }
-                record.vectors.append(u)
+            guard let index = statement.int(at: 11) else { continue }   // a decomposition without components
+            let u = try statement.float32Blob(at: 12) ?? []
+            let v = try statement.float32Blob(at: 13) ?? []
+            let dimension = byID[id]!.record.headDimension
+            guard u.count == dimension, v.count == dimension else {
+                throw .corrupt("decomposition \(id) component \(index): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
             }
-            records.append(record)
+            byID[id]!.vectors[index] = (u, v)
         }
-        return records
+        // The latest capture wins for one key.
+        var latest: [SubspaceKey: (record: StoredSubspaces, captureID: Int64)] = [:]
+        for (_, entry) in byID {
+            var record = entry.record
+            let indices = entry.vectors.keys.sorted()
+            record.u = indices.map { entry.vectors[$0]!.0 }
+            record.v = indices.map { entry.vectors[$0]!.1 }
+            if let existing = latest[record.key], existing.captureID > entry.captureID { continue }
+            latest[record.key] = (record, entry.captureID)
+        }
+        return latest.values.map(\.record).sorted { $0.key < $1.key }
+    }
+
+    /// Query subspaces of the pooled decompositions of `model` at `checkpoint`, optionally of one layer,
+    /// head or set of features, ordered by layer, head and feature name (the latest capture wins, as above).
+    public func querySubspaces(model: String, checkpoint: String, layer: Int? = nil, head: Int? = nil,
+                               features: [String]? = nil) throws(StoreError) -> [QuerySubspaceRecord] {
+        try subspaces(model: model, checkpoint: checkpoint, filters: SearchFilters(layer: layer, head: head),
+                      pooledOnly: true)
+            .filter { features?.contains($0.feature) ?? true }
+            .map { QuerySubspaceRecord(decompositionID: $0.decompositionID, captureID: $0.captureID, layer: $0.layer,
+                                       head: $0.head, kvHead: $0.kvHead, headDimension: $0.headDimension,
+                                       feature: $0.feature, vectors: $0.u) }
     }
 }

@@ -29,6 +29,10 @@ public final class Database {
     let handle: OpaquePointer
 
     /// Opens `path`; turns on foreign keys and extended result codes and sets the busy timeout.
+    ///
+    /// A read-only open never writes, and works where nothing can be written: a write-ahead-log database needs its
+    /// `-shm` file, which a read-only directory cannot hold, so when SQLite cannot open it the file is read as
+    /// immutable (`immutable=1`) — unless a `-wal` file with content lies beside it, whose commits that would skip.
     public init(path: String, mode: Mode = .readWriteCreate, busyTimeoutMilliseconds: Int32 = 5000) throws(StoreError) {
         let flags: Int32
         switch mode {
@@ -36,20 +40,58 @@ public final class Database {
         case .readWrite: flags = SQLITE_OPEN_READWRITE
         case .readOnly: flags = SQLITE_OPEN_READONLY
         }
+        self.path = path
+        self.isReadOnly = mode == .readOnly
+        var handle = try Self.open(path, flags: flags)
+        if mode == .readOnly, let failure = Self.probe(handle), Self.cannotOpenSharedMemory(failure) {
+            sqlite3_close_v2(handle)
+            let log = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
+            guard log == 0 else {
+                throw .sqlite(code: failure, message: "\(path) is read-only storage and its write-ahead log \(path)-wal "
+                    + "holds commits that need a -shm file to read; checkpoint it where it is writable "
+                    + "(sqlite3 \(path) 'PRAGMA wal_checkpoint(TRUNCATE)')", sql: nil)
+            }
+            handle = try Self.open(Self.immutableURI(path), flags: flags | SQLITE_OPEN_URI)
+        }
+        self.handle = handle
+        sqlite3_extended_result_codes(handle, 1)
+        try check(sqlite3_busy_timeout(handle, busyTimeoutMilliseconds), sql: nil)
+        try execute("PRAGMA foreign_keys = ON")
+    }
+
+    private static func open(_ name: String, flags: Int32) throws(StoreError) -> OpaquePointer {
         var opened: OpaquePointer?
-        let code = sqlite3_open_v2(path, &opened, flags | SQLITE_OPEN_NOMUTEX, nil)
+        let code = sqlite3_open_v2(name, &opened, flags | SQLITE_OPEN_NOMUTEX, nil)
         guard code == SQLITE_OK, let opened else {
             let message = opened.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(code))
             let extended = opened.map { sqlite3_extended_errcode($0) } ?? code
             sqlite3_close_v2(opened)
-            throw .sqlite(code: extended, message: "\(message) (\(path))", sql: nil)
+            throw .sqlite(code: extended, message: "\(message) (\(name))", sql: nil)
         }
-        self.path = path
-        self.isReadOnly = mode == .readOnly
-        self.handle = opened
+        return opened
+    }
+
+    /// Reads the schema (which opens the log and its shared memory); the extended code of a failure.
+    private static func probe(_ handle: OpaquePointer) -> Int32? {
         sqlite3_extended_result_codes(handle, 1)
-        try check(sqlite3_busy_timeout(handle, busyTimeoutMilliseconds), sql: nil)
-        try execute("PRAGMA foreign_keys = ON")
+        let code = sqlite3_exec(handle, "SELECT count(*) FROM sqlite_master", nil, nil, nil)
+        return code == SQLITE_OK ? nil : sqlite3_extended_errcode(handle)
+    }
+
+    private static func cannotOpenSharedMemory(_ code: Int32) -> Bool {
+        (code & 0xff) == SQLITE_CANTOPEN || (code & 0xff) == SQLITE_READONLY || code == SQLITE_IOERR | (18 << 8)  // SQLITE_IOERR_SHMOPEN
+    }
+
+    /// `file:` URI of `path` with `immutable=1` (percent-encoding what a URI reads specially).
+    private static func immutableURI(_ path: String) -> String {
+        var encoded = ""
+        for character in path.unicodeScalars {
+            switch character {
+            case "%", "?", "#": encoded += String(format: "%%%02X", character.value)
+            default: encoded.unicodeScalars.append(character)
+            }
+        }
+        return "file:" + encoded + "?immutable=1"
     }
 
     deinit {
@@ -71,12 +113,12 @@ public final class Database {
         }
     }
 
-    /// Turns on the write-ahead log and checks that SQLite reports it on.
+    /// Turns on the write-ahead log (a write: writable connections only) and checks that SQLite reports it on.
     public func enableWriteAheadLog() throws(StoreError) {
         let mode = try scalarText("PRAGMA journal_mode = WAL") ?? ""
         guard mode.lowercased() == "wal" else { throw .walUnavailable(path: path, mode: mode) }
         // In WAL mode NORMAL keeps the database consistent after a crash; only the last commits may be lost.
-        if !isReadOnly { try execute("PRAGMA synchronous = NORMAL") }
+        try execute("PRAGMA synchronous = NORMAL")
         // A large ingest rewrites B-tree pages many times inside one transaction; a bigger page cache (64 MiB)
         // keeps them in memory instead of spilling each version to the log.
         try execute("PRAGMA cache_size = -65536")
@@ -106,15 +148,36 @@ public final class Database {
         return Statement(database: self, handle: statement, sql: sql)
     }
 
-    /// Runs `body` inside BEGIN IMMEDIATE … COMMIT; rolls back and rethrows when it throws.
-    public func transaction<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
-        try execute("BEGIN IMMEDIATE")
+    /// How a transaction takes its lock: `immediate` takes the write lock at once (every write), `deferred` reads one
+    /// snapshot and writes nothing.
+    public enum TransactionKind: String, Sendable {
+        case immediate = "BEGIN IMMEDIATE"
+        case deferred = "BEGIN DEFERRED"
+    }
+
+    /// Starts a transaction that spans calls (an ingest); end it with `commit()` or `rollback()`.
+    public func begin(_ kind: TransactionKind = .immediate) throws(StoreError) { try execute(kind.rawValue) }
+
+    public func commit() throws(StoreError) { try execute("COMMIT") }
+
+    /// Rolls back the open transaction, if any (SQLite may have rolled back already after an error).
+    public func rollback() {
+        if inTransaction { try? execute("ROLLBACK") }
+    }
+
+    /// Runs `body` in one transaction: committed when it returns, rolled back when it throws. Inside a transaction
+    /// already, `body` joins it.
+    public func transaction<T>(_ kind: TransactionKind = .immediate, _ body: () throws(StoreError) -> T)
+        throws(StoreError) -> T
+    {
+        if inTransaction { return try body() }
+        try begin(kind)
         let result: T
         do {
             result = try body()
-            try execute("COMMIT")
+            try commit()
         } catch {
-            if sqlite3_get_autocommit(handle) == 0 { try? execute("ROLLBACK") }
+            rollback()
             throw error
         }
         return result
@@ -140,6 +203,28 @@ public final class Database {
     /// Rows changed by the last statement.
     public var changes: Int { Int(sqlite3_changes(handle)) }
 
+    /// Defines a deterministic SQL function of `argumentCount` arguments on this connection.
+    public func defineFunction(_ name: String, argumentCount: Int32, _ body: @escaping ([SQLValue]) -> SQLValue)
+        throws(StoreError)
+    {
+        let box = Unmanaged.passRetained(FunctionBox(body)).toOpaque()
+        let code = sqlite3_create_function_v2(
+            handle, name, argumentCount, SQLITE_UTF8 | SQLITE_DETERMINISTIC, box,
+            { context, count, arguments in
+                let box = Unmanaged<FunctionBox>.fromOpaque(sqlite3_user_data(context)).takeUnretainedValue()
+                let values = (0 ..< Int(count)).map { Statement.value(of: arguments![$0]) }
+                switch box.body(values) {
+                case .null: sqlite3_result_null(context)
+                case let .integer(int): sqlite3_result_int64(context, Int64(int))
+                case let .real(double): sqlite3_result_double(context, double)
+                case let .text(text): sqlite3_result_text(context, text, -1, transientDestructor)
+                case let .blob(data):
+                    data.withUnsafeBytes { sqlite3_result_blob(context, $0.baseAddress, Int32($0.count), transientDestructor) }
+                }
+            }, nil, nil, { box in Unmanaged<FunctionBox>.fromOpaque(box!).release() })
+        try check(code, sql: "define function \(name)")
+    }
+
     /// The first column of the first row, as an integer (nil: no row or NULL).
     public func scalarInt(_ sql: String, _ values: [SQLValue] = []) throws(StoreError) -> Int? {
         let statement = try prepare(sql)
@@ -153,6 +238,11 @@ public final class Database {
         try statement.bind(values)
         return try statement.step() ? statement.text(at: 0) : nil
     }
+}
+
+private final class FunctionBox {
+    let body: ([SQLValue]) -> SQLValue
+    init(_ body: @escaping ([SQLValue]) -> SQLValue) { self.body = body }
 }
 
 /// A prepared statement; finalized when the last reference goes.
@@ -322,6 +412,16 @@ public final class Statement {
         return Data(bytes: pointer, count: count)
     }
 
+    /// A BLOB column's bytes in place, valid until the next step or reset (nil: NULL).
+    func rawBlob(at index: Int32) -> UnsafeRawBufferPointer? {
+        guard !isNull(at: index) else { return nil }
+        let count = Int(sqlite3_column_bytes(handle, index))
+        guard count > 0, let pointer = sqlite3_column_blob(handle, index) else {
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        return UnsafeRawBufferPointer(start: pointer, count: count)
+    }
+
     /// A little-endian float32 BLOB column as floats (nil: NULL).
     public func float32Blob(at index: Int32) throws(StoreError) -> [Float]? {
         guard !isNull(at: index) else { return nil }
@@ -331,6 +431,27 @@ public final class Statement {
         }
         guard count > 0, let pointer = sqlite3_column_blob(handle, index) else { return [] }
         return Float32Blob.decode(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+
+    /// A function argument as a value.
+    fileprivate static func value(of value: OpaquePointer?) -> SQLValue {
+        switch sqlite3_value_type(value) {
+        case SQLITE_INTEGER: return .integer(Int(sqlite3_value_int64(value)))
+        case SQLITE_FLOAT: return .real(sqlite3_value_double(value))
+        case SQLITE_TEXT: return .text(String(cString: sqlite3_value_text(value)))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_value_bytes(value))
+            return .blob(count == 0 ? Data() : Data(bytes: sqlite3_value_blob(value), count: count))
+        default: return .null
+        }
+    }
+
+    /// A column that must not be NULL: its value, or `.corrupt` naming the column and the statement.
+    public func required<T: SQLColumn>(_ index: Int32, as type: T.Type = T.self) throws(StoreError) -> T {
+        guard let value = T.read(self, at: index) else {
+            throw .corrupt("NULL in column \(columnName(at: index)) of: \(sql)")
+        }
+        return value
     }
 
     public func value(at index: Int32) -> SQLValue {
@@ -343,6 +464,17 @@ public final class Statement {
         }
     }
 }
+
+/// A type a column reads as (NULL reads as nil).
+public protocol SQLColumn {
+    static func read(_ statement: Statement, at index: Int32) -> Self?
+}
+
+extension Int: SQLColumn { public static func read(_ s: Statement, at i: Int32) -> Int? { s.int(at: i) } }
+extension Int64: SQLColumn { public static func read(_ s: Statement, at i: Int32) -> Int64? { s.int64(at: i) } }
+extension Double: SQLColumn { public static func read(_ s: Statement, at i: Int32) -> Double? { s.double(at: i) } }
+extension String: SQLColumn { public static func read(_ s: Statement, at i: Int32) -> String? { s.text(at: i) } }
+extension Data: SQLColumn { public static func read(_ s: Statement, at i: Int32) -> Data? { s.blob(at: i) } }
 
 /// Vectors stored as little-endian float32 BLOBs (`numpy.frombuffer(blob, "<f4")`).
 public enum Float32Blob {

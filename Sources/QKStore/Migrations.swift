@@ -50,6 +50,7 @@ public enum Migrator {
     @discardableResult
     public static func migrate(_ database: Database, upTo target: Int = currentVersion) throws(StoreError) -> [Int] {
         let found = try checkCompatible(database)
+        try SearchOrder.register(on: database)
         var applied: [Int] = []
         for migration in all where migration.version > found && migration.version <= target {
             try database.transaction { () throws(StoreError) in

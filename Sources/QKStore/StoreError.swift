@@ -8,7 +8,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case walUnavailable(path: String, mode: String)
     /// The catalog was written by a newer qkcat; it is left untouched.
     case newerCatalog(path: String, found: Int, supported: Int)
-    /// The catalog needs migrations, but it was opened read-only.
+    /// The catalog needs migrations, but it was opened for reading (which never writes).
     case outdatedCatalog(path: String, found: Int, current: Int)
     /// The file is an SQLite database but not a qkcat catalog.
     case notACatalog(path: String)
@@ -32,8 +32,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(path): catalog schema version \(found) is newer than this qkcat supports (\(supported)); "
                 + "use a newer qkcat. The catalog was not modified."
         case let .outdatedCatalog(path, found, current):
-            return "\(path): catalog schema version \(found) needs upgrading to \(current), which a read-only "
-                + "connection cannot do; open it once for writing (any qkcat command does when the file is writable)"
+            return "\(path): catalog schema version \(found) needs upgrading to \(current), and reading commands never "
+                + "write; run 'qkcat upgrade --db \(path)' where the file is writable"
         case let .notACatalog(path):
             return "\(path): an SQLite database that is not a qkcat catalog"
         case let .alreadyIngested(hash, captureID):

@@ -112,24 +112,20 @@ struct SearchTests {
         #expect(try CatalogSnapshot.take(newer).content == before.content)
     }
 
-    @Test("a read command builds a missing search index first")
-    func buildsAMissingSearchIndex() throws {
+    @Test("a read command refuses an outdated catalog without writing and names qkcat upgrade, which upgrades it")
+    func outdatedCatalogNeedsUpgrade() throws {
         let root = try TemporaryDirectory()
         let path = root.url.appendingPathComponent("catalog.sqlite").path
-        let shape = SyntheticCatalog.Shape(checkpoints: ["main"], layers: 1, heads: 2, kvHeads: 1, headDimension: 8,
-                                           rank: 2, prompts: 10)
-        do {
-            let catalog = try Catalog.open(path: path)
-            try SyntheticCatalog.populate(catalog, shape: shape)
-            try catalog.database.execute("DELETE FROM components WHERE id = 1")
-            #expect(try catalog.searchIndexIsComplete() == false)
-        }
-        let first = qkcat(["search", "apple", "--db", path, "--json"])
-        #expect(first.code == 0, "\(first.err)")
-        #expect(first.err.contains("built the search index of \(path)"))
-        #expect(try Catalog.open(path: path, readOnly: true).searchIndexIsComplete())
-        let second = qkcat(["search", "apple", "--db", path, "--json"])
-        #expect(second.err.isEmpty)
-        #expect(second.out == first.out)
+        do { _ = try Migrator.migrate(try Database(path: path), upTo: 3) }
+        let before = try CatalogSnapshot.take(path)
+        let refused = qkcat(["search", "apple", "--db", path])
+        #expect(refused.code == 1)
+        #expect(refused.err.contains("qkcat upgrade --db \(path)"), "\(refused.err)")
+        #expect(try CatalogSnapshot.take(path).content == before.content)
+        let upgrade = qkcat(["upgrade", "--db", path])
+        #expect(upgrade.code == 0, "\(upgrade.err)")
+        #expect(upgrade.out == "Upgraded \(path) from catalog schema version 3 to \(Migrator.currentVersion).\n")
+        #expect(qkcat(["upgrade", "--db", path]).out.contains("is up to date"))
+        #expect(qkcat(["search", "apple", "--db", path]).code == 0)
     }
 }

@@ -88,7 +88,7 @@ struct CatalogFixture {
 /// Every row of every catalog table, as text, for before/after comparisons.
 func catalogRows(_ database: Database) throws -> [String] {
     let tables = ["models", "checkpoints", "captures", "heads", "features", "decompositions", "components", "prompts",
-                  "component_examples", "examples", "token_aggregates", "skips", "component_search", "component_search_keys", "search_terms"]
+                  "component_examples", "examples", "token_aggregates", "skips", "component_keys", "component_text"]
     var rows: [String] = []
     for table in tables {
         let statement = try database.prepare("SELECT * FROM \(table)")

@@ -33,14 +33,17 @@ import Testing
         #expect(try catalog.search("banana").map(\.layer) == [1, 1])
     }
 
-    @Test func wordsAreAndedAndRankedByRelevance() throws {
+    @Test func wordsAreAndedAndRankedByWhereTheyMatch() throws {
         let (_, catalog) = try catalogWithFixture()
         let hits = try catalog.search("category fruit")
         #expect(hits.count == 2)
         #expect(hits.allSatisfy { $0.value == "fruit" && $0.feature == "category" })
-        #expect(hits.allSatisfy { ($0.score ?? 0) < 0 })  // bm25: more negative is better
+        #expect(hits.allSatisfy { $0.score == 1 })  // both words in the automatic label
         let scores = hits.compactMap(\.score)
         #expect(scores == scores.sorted())
+        // "?" is a top query token of every component, never in an automatic label: tier 2, by σ.
+        let apple = try catalog.search("apple", limit: 100)
+        #expect(apple.compactMap(\.score) == apple.compactMap(\.score).sorted())
     }
 
     @Test func filtersAreExact() throws {
@@ -109,10 +112,11 @@ import Testing
 
 @Suite struct SearchTextTests {
     @Test func wordsAreQuotedAsFTS5Strings() {
-        #expect(SearchText.quotedTerms("fruit OR") == ["\"fruit\"", "\"OR\""])
-        #expect(SearchText.quotedTerms(" a\"b  ") == ["\"a\"\"b\""])
-        #expect(SearchText.quotedTerms("") == [])
-        #expect(SearchText.quotedTerms("a\u{0}b\tc") == ["\"a\"", "\"b\"", "\"c\""])
+        func quotedTerms(_ query: String) -> [String] { SearchText.words(query).map(SearchText.quoted) }
+        #expect(quotedTerms("fruit OR") == ["\"fruit\"", "\"OR\""])
+        #expect(quotedTerms(" a\"b  ") == ["\"a\"\"b\""])
+        #expect(quotedTerms("") == [])
+        #expect(quotedTerms("a\u{0}b\tc") == ["\"a\"", "\"b\"", "\"c\""])
     }
 
     @Test func checkpointOrdinals() {
@@ -124,15 +128,6 @@ import Testing
         let names = ["main", "step10", "step2", "step1000", "final"]
         let sorted = names.sorted { (CheckpointOrder.ordinal(of: $0), $0) < (CheckpointOrder.ordinal(of: $1), $1) }
         #expect(sorted == ["step2", "step10", "step1000", "final", "main"])
-    }
-
-    @Test func facetTokensAreExactHex() {
-        #expect(SearchText.hex("") == "")
-        #expect(SearchText.hex("aZ") == "615a")
-        #expect(SearchText.hex("é") == "c3a9")
-        #expect(SearchText.facets(model: "m", checkpoint: "main", layer: 3, head: 12, feature: "category", kind: "semantic",
-                                  value: nil) == "fl3 fh12 fm6d fc6d61696e ff63617465676f7279 fk73656d616e746963")
-        #expect(SearchText.facetTerms(SearchFilters(value: "1")) == ["facets : \"fv31\""])
     }
 
     @Test func autoLabelFormat() {

@@ -128,6 +128,60 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         #expect(try catalog.database.scalarInt("SELECT count(*) FROM component_examples") == 2)
     }
 
+    /// A schema-3 catalog holding the fixture's data (its full-text rows as schema 3 kept them) upgrades and
+    /// searches as a catalog ingested by this build does.
+    @Test func aVersion3CatalogWithDataUpgradesAndSearchesAlike() throws {
+        let temporary = TemporaryDatabase()
+        let current = try Catalog.open(path: temporary.sibling("current.sqlite"))
+        try CatalogFixture().ingest(into: current)
+        try current.setHumanLabel(componentID: 3, label: "tropical detector", note: "seen by hand")
+        let oldPath = temporary.sibling("version3.sqlite")
+        do {
+            let old = try Database(path: oldPath)
+            try old.enableWriteAheadLog()
+            try Migrator.migrate(old, upTo: 3)
+            try old.execute("ATTACH DATABASE '\(temporary.sibling("current.sqlite"))' AS source")
+            for table in ["models", "checkpoints", "captures", "heads", "features", "decompositions", "components",
+                          "prompts", "component_examples", "skips"] {
+                try old.execute("INSERT INTO main.\(table) SELECT * FROM source.\(table)")
+            }
+            try old.execute("""
+                INSERT INTO main.component_search (rowid, auto_label, human_label, note, feature, tokens, names, facets)
+                SELECT c.id, c.auto_label, coalesce(c.human_label, ''), coalesce(c.note, ''),
+                       f.name || coalesce(' ' || d.value, ''),
+                       (SELECT words FROM source.component_text WHERE rowid = k.rank_key | (2 << 61)),
+                       m.name || ' ' || ck.name, ''
+                  FROM source.components c JOIN source.component_keys k ON k.component_id = c.id
+                  JOIN source.decompositions d ON d.id = c.decomposition_id JOIN source.features f ON f.id = d.feature_id
+                  JOIN source.heads h ON h.id = d.head_id JOIN source.checkpoints ck ON ck.id = h.checkpoint_id
+                  JOIN source.models m ON m.id = ck.model_id;
+                DETACH DATABASE source;
+                """)
+        }
+        #expect(throws: StoreError.outdatedCatalog(path: oldPath, found: 3, current: Migrator.currentVersion)) {
+            _ = try Catalog.open(path: oldPath, readOnly: true)
+        }
+        let upgraded = try Catalog.open(path: oldPath)
+        #expect(upgraded.upgradedFrom == 3)
+        #expect(try upgraded.database.scalarInt(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('component_search', 'search_postings', 'search_terms')") == 0)
+        let cases: [(String, SearchFilters)] = [
+            ("apple", SearchFilters()), ("tropical", SearchFilters()), ("hand", SearchFilters()), ("fruit", SearchFilters()),
+            ("category fruit", SearchFilters()), ("", SearchFilters()), ("", SearchFilters(layer: 1)),
+            ("apple", SearchFilters(head: 1, value: "fruit")), ("toy-model", SearchFilters()), ("cafe", SearchFilters()),
+        ]
+        for (query, filters) in cases {
+            let want = try current.search(query, filters: filters, limit: 100)
+            let got = try upgraded.search(query, filters: filters, limit: 100)
+            #expect(got == want, "\(query) \(filters)")
+            #expect(query.isEmpty || !got.isEmpty, "\(query)")
+        }
+        #expect(try upgraded.search("tropical").map(\.id) == [3])
+        // Labels keep the index in step after the upgrade.
+        try upgraded.setHumanLabel(componentID: 4, label: "zeppelin")
+        #expect(try upgraded.search("zeppelin").map(\.id) == [4])
+    }
+
     @Test func migrationsAreRecordedAndNotRepeated() throws {
         let temporary = TemporaryDatabase()
         _ = try Catalog.open(path: temporary.path)

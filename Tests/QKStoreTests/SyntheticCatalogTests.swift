@@ -1,4 +1,5 @@
 import Foundation
+import QKTestSupport
 import Testing
 @testable import QKStore
 

@@ -126,7 +126,7 @@ enum CompareCommand {
         return "\(statuses.count) decomposition\(statuses.count == 1 ? "" : "s"): " + counts.joined(separator: ", ")
     }
 
-    static func printMatch(_ groups: [CheckpointComparison.MatchGroup], title: String, invocation: Invocation) {
+    static func printMatch(_ groups: [CheckpointComparison.MatchGroup<StoredSubspaces>], title: String, invocation: Invocation) {
         let pairs = groups.reduce(0) { $0 + $1.pairs.count }
         invocation.print("\(title), heads matched by subspace similarity: \(pairs) pair\(pairs == 1 ? "" : "s") in \(groups.count) group\(groups.count == 1 ? "" : "s")")
         guard !groups.isEmpty else { return }
@@ -175,7 +175,7 @@ enum CompareCommand {
         ]
     }
 
-    static func matchJSON(_ pair: CheckpointComparison.MatchedPair, group: CheckpointComparison.MatchGroup) -> JSONValue {
+    static func matchJSON(_ pair: CheckpointComparison.MatchedPair<StoredSubspaces>, group: CheckpointComparison.MatchGroup<StoredSubspaces>) -> JSONValue {
         [
             "layer": .int(group.layer), "feature": .string(group.feature), "value": JSONValue(group.value),
             "head_from": .int(pair.from.head), "head_to": .int(pair.to.head), "similarity": .number(pair.similarity.combined),
@@ -185,72 +185,3 @@ enum CompareCommand {
     }
 }
 
-/// Pairs two checkpoints' stored decompositions and compares them (the command's logic, testable alone).
-enum CheckpointComparison {
-    struct Row {
-        var key: SubspaceKey
-        var change: SubspaceChange
-    }
-
-    /// Every key in `a` or `b`, compared; sorted by change (largest first), then by key.
-    static func compare(_ a: [StoredSubspaces], _ b: [StoredSubspaces], thresholds: CompareThresholds) -> [Row] {
-        let fromByKey = Dictionary(a.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
-        let toByKey = Dictionary(b.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
-        let keys = Set(fromByKey.keys).union(toByKey.keys)
-        let rows = keys.map { key in
-            Row(key: key, change: SubspaceChange(from: fromByKey[key]?.subspaces, to: toByKey[key]?.subspaces,
-                                                 thresholds: thresholds))
-        }
-        return rows.sorted { x, y in
-            x.change.change != y.change.change ? x.change.change > y.change.change : x.key < y.key
-        }
-    }
-
-    struct MatchedPair {
-        var from: StoredSubspaces
-        var to: StoredSubspaces
-        var similarity: PairSimilarity
-    }
-
-    /// The optimal assignment of one (layer, feature, value).
-    struct MatchGroup {
-        var layer: Int
-        var feature: String
-        var value: String?
-        /// In the order of `from`'s head.
-        var pairs: [MatchedPair]
-        var total: Double
-        var unmatchedFrom: [Int]
-        var unmatchedTo: [Int]
-    }
-
-    /// For every (layer, feature, value) of `a` also in `b`: the one-to-one assignment of heads of `a` to heads
-    /// of `b` maximizing the total similarity. Groups in layer, feature, value order.
-    static func match(_ a: [StoredSubspaces], _ b: [StoredSubspaces]) -> [MatchGroup] {
-        struct GroupKey: Hashable, Comparable {
-            var layer: Int, feature: String, value: String?
-            static func < (x: GroupKey, y: GroupKey) -> Bool {
-                SubspaceKey(layer: x.layer, head: 0, feature: x.feature, value: x.value)
-                    < SubspaceKey(layer: y.layer, head: 0, feature: y.feature, value: y.value)
-            }
-        }
-        func group(_ records: [StoredSubspaces]) -> [GroupKey: [StoredSubspaces]] {
-            Dictionary(grouping: records) { GroupKey(layer: $0.layer, feature: $0.feature, value: $0.value) }
-        }
-        let fromGroups = group(a), toGroups = group(b)
-        var result: [MatchGroup] = []
-        for key in fromGroups.keys.sorted() {
-            guard let from = fromGroups[key]?.sorted(by: { $0.head < $1.head }),
-                  let to = toGroups[key]?.sorted(by: { $0.head < $1.head }) else { continue }
-            let matches = matchHeads(from.map(\.subspaces), to.map(\.subspaces))
-            let pairs = matches.map { MatchedPair(from: from[$0.from], to: to[$0.to], similarity: $0.similarity) }
-            let usedFrom = Set(matches.map(\.from)), usedTo = Set(matches.map(\.to))
-            result.append(MatchGroup(
-                layer: key.layer, feature: key.feature, value: key.value, pairs: pairs,
-                total: pairs.reduce(0) { $0 + $1.similarity.combined },
-                unmatchedFrom: from.indices.filter { !usedFrom.contains($0) }.map { from[$0].head },
-                unmatchedTo: to.indices.filter { !usedTo.contains($0) }.map { to[$0].head }))
-        }
-        return result
-    }
-}

@@ -26,7 +26,7 @@ public enum QKCat {
     static var subcommands: [Command] {
         [
             // catalog (issue 3)
-            ingestCommand, searchCommand, showCommand, listCommand, labelCommand, exportCommand,
+            ingestCommand, searchCommand, showCommand, listCommand, labelCommand, exportCommand, upgradeCommand,
             // compare (issue 4)
             CompareCommand.command,
             TrajectoryCommand.command,
@@ -57,29 +57,16 @@ enum Shared {
         invocation.optionalString("db") ?? invocation.environment["QKCAT_DB"].flatMap { $0.isEmpty ? nil : $0 } ?? "qkcat.sqlite"
     }
 
-    /// Opens the catalog; a read command refuses to create one that does not exist.
+    /// Opens the catalog. A read command never writes: it refuses a missing catalog and an outdated one (the error
+    /// names `qkcat upgrade`); a write command creates or upgrades it, saying so on stderr.
     static func openCatalog(_ invocation: Invocation, readOnly: Bool) throws -> Catalog {
         let path = catalogPath(invocation)
         if readOnly, !FileManager.default.fileExists(atPath: path) {
             throw CommandError.failure("no catalog at \(path) (create one with 'qkcat ingest CAPTURE_DIR --db \(path)')")
         }
-        let catalog: Catalog
-        do {
-            catalog = try Catalog.open(path: path, readOnly: readOnly)
-        } catch let error {
-            // A catalog from an earlier qkcat: upgrade it (each migration is one transaction), then read. A file we
-            // may not write keeps the error that says so.
-            guard readOnly, case let .outdatedCatalog(_, found, current) = error else { throw error }
-            do { _ = try Catalog.open(path: path) } catch _ { throw error }
-            invocation.stderr.write("qkcat: upgraded \(path) from catalog schema version \(found) to \(current)\n")
-            return try Catalog.open(path: path, readOnly: true)
-        }
-        // Captures missing from the search index (an interrupted upgrade, a component deleted by hand) are indexed
-        // by a writable open; searches are right meanwhile, only slower.
-        if readOnly, try !catalog.searchIndexIsComplete(), FileManager.default.isWritableFile(atPath: path),
-           (try? Catalog.open(path: path)) != nil {
-            invocation.stderr.write("qkcat: built the search index of \(path)\n")
-            return try Catalog.open(path: path, readOnly: true)
+        let catalog = try Catalog.open(path: path, readOnly: readOnly)
+        if let found = catalog.upgradedFrom {
+            invocation.stderr.write("qkcat: upgraded \(path) from catalog schema version \(found) to \(Migrator.currentVersion)\n")
         }
         return catalog
     }

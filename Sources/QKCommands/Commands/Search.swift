@@ -9,10 +9,10 @@ extension QKCat {
             abstract: "Find components by label, feature, value, top token, model or checkpoint.",
             discussion: """
                 Every word must match a whole word (case-insensitive) of a label, note, feature name or value, \
-                top token, model or checkpoint name. Results are ranked by relevance (BM25 over your words), \
-                ties by σ. Your words are always taken literally: quotes, *, OR, NEAR or parentheses are \
-                searched for, never interpreted. With no query, the filtered components are listed by σ, \
-                largest first.
+                top token, model or checkpoint name. Components whose human label or note holds every word \
+                come first, then those whose automatic label does, then the rest; σ decides within each. Your \
+                words are always taken literally: quotes, *, OR, NEAR or parentheses are searched for, never \
+                interpreted. With no query, the filtered components are listed by σ, largest first.
                 """,
             arguments: [Argument("query", optional: true, help: "Words to look for.")],
             options: [Shared.db] + Shared.filters + [

@@ -11,18 +11,13 @@ enum SimilarCommand {
             Scores every component of the same d_head in scope by |cos(uᵢ, uⱼ)| · |cos(vᵢ, vⱼ)| (query side \
             times key side; signs ignored) and lists the best. Scopes: head (the same layer and head of the \
             same model, every checkpoint and feature), layer (every head of that layer of the model), model \
-            (the whole model), all (every model of the same d_head).
-
-            Wide scopes read a flat copy of the catalog's vectors kept next to it (<catalog>.vectors-d<d_head>), \
-            written on first use and rewritten whenever the catalog's content changed; it can be deleted at any \
-            time. --no-cache scans the catalog itself.
+            (the whole model), all (every model of the same d_head). Reads the catalog only; writes nothing.
             """,
         arguments: [Argument("id", help: "A component id (from search, show or export).")],
         options: [
             Shared.db,
             .option("limit", default: "10", help: "How many components to list."),
             .option("scope", default: "all", values: SimilarScope.allCases.map(\.rawValue), help: "Where to look."),
-            .flag("no-cache", help: "Scan the components table instead of the vector cache kept next to the catalog."),
             Shared.json,
         ],
         run: run)
@@ -36,7 +31,7 @@ enum SimilarCommand {
         guard limit > 0 else { throw CommandError.invalidValue(String(limit), for: "--limit <limit>", reason: "expected a positive integer") }
         let scope = SimilarScope(rawValue: try invocation.string("scope")) ?? .all
         let catalog = try Shared.openCatalog(invocation, readOnly: true)
-        let result = try catalog.similarComponents(to: id, scope: scope, limit: limit, useCache: !invocation.flag("no-cache"))
+        let result = try catalog.similarComponents(to: id, scope: scope, limit: limit)
         if invocation.flag("json") {
             invocation.printJSON(.array(result.hits.map { hit in
                 let c = hit.component

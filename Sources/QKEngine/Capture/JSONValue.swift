@@ -346,3 +346,27 @@ struct JSONParser {
 
     private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 }
+
+/// The engine's JSON parser for the arrays the catalog stores (prompt tokens, captured layers), shared with the
+/// store through package access; nil when the text is not such an array.
+package enum JSONArrays {
+    package static func strings(_ text: String) -> [String]? {
+        guard case let .array(elements)? = try? JSONParser.parse(Array(text.utf8)) else { return nil }
+        var strings: [String] = []
+        for element in elements {
+            guard case let .string(string) = element else { return nil }
+            strings.append(string)
+        }
+        return strings
+    }
+
+    package static func integers(_ text: String) -> [Int]? {
+        guard case let .array(elements)? = try? JSONParser.parse(Array(text.utf8)) else { return nil }
+        var integers: [Int] = []
+        for element in elements {
+            guard case let .integer(integer) = element else { return nil }
+            integers.append(integer)
+        }
+        return integers
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import QKEngine
+import QKStore
 
 /// Fills a catalog with synthetic decompositions through the real ingest path (for benchmarks and demos).
 public enum SyntheticCatalog {

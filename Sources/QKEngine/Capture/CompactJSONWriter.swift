@@ -1,20 +1,56 @@
-/// Compact JSON written straight into UTF-8 bytes: what ingest stores in `component_examples`.
+/// Compact JSON written straight into UTF-8 bytes: the one writer of the JSON the catalog stores (examples, token
+/// lists, capture options), shared with the store through package access.
 ///
-/// Foundation's encoders cost more than the inserts they replace; this writes only what that layout needs.
-struct CompactJSONWriter {
-    private(set) var bytes: [UInt8] = []
+/// Foundation's encoders cost more than the inserts they replace; this writes only what those layouts need.
+package struct CompactJSONWriter {
+    package private(set) var bytes: [UInt8] = []
 
-    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+    package init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+
+    /// The text written so far.
+    package var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    /// `[…]` of strings as one text.
+    package static func array(_ strings: [String]) -> String {
+        var writer = CompactJSONWriter()
+        writer.array(strings)
+        return writer.text
+    }
+
+    /// `[…]` of integers as one text.
+    package static func array(_ integers: [Int]) -> String {
+        var writer = CompactJSONWriter()
+        writer.array(integers)
+        return writer.text
+    }
+
+    package mutating func array(_ strings: [String]) {
+        raw("[")
+        for (offset, element) in strings.enumerated() {
+            if offset > 0 { raw(",") }
+            string(element)
+        }
+        raw("]")
+    }
+
+    package mutating func array(_ integers: [Int]) {
+        raw("[")
+        for (offset, element) in integers.enumerated() {
+            if offset > 0 { raw(",") }
+            integer(element)
+        }
+        raw("]")
+    }
 
     /// Empties the buffer, keeping its storage for the next document.
-    mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
+    package mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
 
     /// Appends JSON punctuation or other text that needs no escaping.
-    mutating func raw(_ text: StaticString) {
+    package mutating func raw(_ text: StaticString) {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
-    mutating func integer(_ value: Int) {
+    package mutating func integer(_ value: Int) {
         if value < 0 { bytes.append(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
         var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
@@ -33,7 +69,7 @@ struct CompactJSONWriter {
 
     /// A finite double as Swift's shortest round-trip form (SQLite's JSON parser reads it back bit for bit, a
     /// REAL even when integral: "2.0"); ±infinity as ±1e999, which SQLite reads as ±Inf. NaN has no JSON form.
-    mutating func number(_ value: Double) {
+    package mutating func number(_ value: Double) {
         precondition(!value.isNaN, "NaN has no JSON form; callers reject it")
         if value.isInfinite {
             value < 0 ? raw("-1e999") : raw("1e999")
@@ -43,7 +79,7 @@ struct CompactJSONWriter {
     }
 
     /// A JSON string: quotes, backslashes and control characters escaped, everything else as UTF-8.
-    mutating func string(_ value: String) {
+    package mutating func string(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
         var value = value
         value.withUTF8 { utf8 in

@@ -1,0 +1,224 @@
+import Foundation
+import QKEngine
+
+extension Catalog {
+    // MARK: Show
+
+    /// One component with its decomposition's numbers, examples and the cited prompts' tokens.
+    public func component(id: Int64) throws(StoreError) -> ComponentDetail {
+        guard let decompositionID = try database.scalarInt(
+            "SELECT decomposition_id FROM components WHERE id = ?", [.integer(Int(id))])
+        else { throw .notFound(what: "component \(id)") }
+        let loader = try DecompositionLoader(database: database)
+        guard var decomposition = try loader.decomposition(id: Int64(decompositionID), withComponents: false) else {
+            throw .notFound(what: "decomposition \(decompositionID)")
+        }
+        guard let component = try loader.component(id: id) else { throw .notFound(what: "component \(id)") }
+        decomposition.components = []
+        let prompts = try loader.prompts(Set(component.examples.map(\.promptRowID)))
+        return ComponentDetail(decomposition: decomposition, component: component, prompts: prompts)
+    }
+
+    /// The decompositions of the heads matching `filters`, in catalog order, with the cited prompts.
+    public func decompositions(_ filters: SearchFilters) throws(StoreError) -> DecompositionsWithContext {
+        let ids = try decompositionIDs(filters)
+        let loader = try DecompositionLoader(database: database)
+        var records: [DecompositionRecord] = []
+        var promptRows = Set<Int64>()
+        for id in ids {
+            guard let record = try loader.decomposition(id: id, withComponents: true) else { continue }
+            for component in record.components { promptRows.formUnion(component.examples.map(\.promptRowID)) }
+            records.append(record)
+        }
+        return DecompositionsWithContext(decompositions: records, prompts: try loader.prompts(promptRows))
+    }
+
+    /// `show --model M --layer L --head H [--feature F]`.
+    public func decompositions(model: String?, checkpoint: String? = nil, layer: Int? = nil, head: Int? = nil,
+                               feature: String? = nil) throws(StoreError) -> DecompositionsWithContext {
+        try decompositions(SearchFilters(model: model, checkpoint: checkpoint, layer: layer, head: head, feature: feature))
+    }
+
+    // MARK: Export
+
+    /// Every decomposition matching `filters`, loaded one at a time, in catalog order.
+    public func exportDecompositions(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> DecompositionCursor {
+        DecompositionCursor(ids: try decompositionIDs(filters), loader: try DecompositionLoader(database: database))
+    }
+
+    func decompositionIDs(_ filters: SearchFilters) throws(StoreError) -> [Int64] {
+        let exact = filters.condition(.catalog)
+        let statement = try database.prepare("""
+            SELECT d.id
+              FROM decompositions d
+              JOIN heads h ON h.id = d.head_id
+              JOIN checkpoints ck ON ck.id = h.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+              JOIN features f ON f.id = d.feature_id
+             \(exact.whereClause)
+             ORDER BY m.name, ck.ordinal, ck.name, h.layer, h.head, f.name, d.value IS NOT NULL, d.value, f.capture_id
+            """)
+        try statement.bind(exact.values)
+        var ids: [Int64] = []
+        while try statement.step() { ids.append(try statement.required(0, as: Int64.self)) }
+        return ids
+    }
+}
+
+/// Yields decompositions one at a time so an export's memory stays small.
+public final class DecompositionCursor {
+    private let ids: [Int64]
+    private var position = 0
+    private let loader: DecompositionLoader
+
+    init(ids: [Int64], loader: DecompositionLoader) {
+        self.ids = ids
+        self.loader = loader
+    }
+
+    /// How many decompositions the cursor yields in all.
+    public var count: Int { ids.count }
+
+    /// The next decomposition with its components, examples and aggregates; nil at the end.
+    public func next() throws(StoreError) -> DecompositionRecord? {
+        while position < ids.count {
+            defer { position += 1 }
+            if let record = try loader.decomposition(id: ids[position], withComponents: true) { return record }
+        }
+        return nil
+    }
+
+    /// The cited prompts' contexts for `rows` (e.g. for CSV or text output).
+    public func prompts(_ rows: Set<Int64>) throws(StoreError) -> [Int64: PromptContext] { try loader.prompts(rows) }
+}
+
+/// Reads decompositions, components and prompts with statements prepared once.
+final class DecompositionLoader {
+    private let decompositionStatement: Statement
+    private let componentsStatement: Statement
+    private let componentStatement: Statement
+    private let examplesStatement: Statement
+    private let aggregatesStatement: Statement
+    private let promptStatement: Statement
+
+    init(database: Database) throws(StoreError) {
+        decompositionStatement = try database.prepare("""
+            SELECT d.id, f.capture_id, m.name, ck.name, h.layer, h.head, h.kv_head, h.d_head, f.name, f.kind, d.value,
+                   d.energy, d.n_pos_pairs, d.n_neg_pairs, d.frobenius, d.rank, d.singular_values
+              FROM decompositions d
+              JOIN heads h ON h.id = d.head_id
+              JOIN checkpoints ck ON ck.id = h.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+              JOIN features f ON f.id = d.feature_id
+             WHERE d.id = ?
+            """)
+        let componentColumns = "id, component_index, sigma, energy_share, u, v, auto_label, human_label, note"
+        componentsStatement = try database.prepare(
+            "SELECT \(componentColumns) FROM components WHERE decomposition_id = ? ORDER BY component_index")
+        componentStatement = try database.prepare("SELECT \(componentColumns) FROM components WHERE id = ?")
+        examplesStatement = try database.prepare("""
+            SELECT e.side, e.extreme, e.rank, e.prompt_id, p.prompt_key, e.position, e.token, e.score
+              FROM examples e JOIN prompts p ON p.id = e.prompt_id
+             WHERE e.component_id = ?
+             ORDER BY e.side = 'key', e.extreme = 'low', e.rank
+            """)
+        aggregatesStatement = try database.prepare("""
+            SELECT side, extreme, rank, token, count, mean_score FROM token_aggregates
+             WHERE component_id = ?
+             ORDER BY side = 'key', extreme = 'low', rank
+            """)
+        promptStatement = try database.prepare(
+            "SELECT id, capture_id, prompt_index, prompt_key, tokens_json FROM prompts WHERE id = ?")
+    }
+
+    func decomposition(id: Int64, withComponents: Bool) throws(StoreError) -> DecompositionRecord? {
+        let statement = decompositionStatement
+        defer { statement.reset() }
+        try statement.bind(id, at: 1)
+        guard try statement.step() else { return nil }
+        var record = DecompositionRecord(
+            id: id, captureID: try statement.required(1, as: Int64.self), model: try statement.required(2, as: String.self),
+            checkpoint: try statement.required(3, as: String.self), layer: try statement.required(4, as: Int.self), head: try statement.required(5, as: Int.self),
+            kvHead: try statement.required(6, as: Int.self), headDimension: try statement.required(7, as: Int.self), feature: try statement.required(8, as: String.self),
+            featureKind: try statement.required(9, as: String.self), value: statement.text(at: 10), energy: try statement.required(11, as: Double.self),
+            positivePairs: try statement.required(12, as: Int.self), negativePairs: try statement.required(13, as: Int.self),
+            frobenius: try statement.required(14, as: Double.self), rank: try statement.required(15, as: Int.self),
+            singularValues: (try statement.float32Blob(at: 16) ?? []).map(Double.init), components: [])
+        statement.reset()
+        if withComponents {
+            let components = componentsStatement
+            defer { components.reset() }
+            try components.bind(id, at: 1)
+            var rows: [ComponentRecord] = []
+            while try components.step() { rows.append(try readComponent(components, dimension: record.headDimension)) }
+            components.reset()
+            for offset in rows.indices { try attachExamples(&rows[offset]) }
+            record.components = rows
+        }
+        return record
+    }
+
+    func component(id: Int64) throws(StoreError) -> ComponentRecord? {
+        let statement = componentStatement
+        defer { statement.reset() }
+        try statement.bind(id, at: 1)
+        guard try statement.step() else { return nil }
+        var record = try readComponent(statement, dimension: nil)
+        statement.reset()
+        try attachExamples(&record)
+        return record
+    }
+
+    private func readComponent(_ statement: Statement, dimension: Int?) throws(StoreError) -> ComponentRecord {
+        let id = try statement.required(0, as: Int64.self)
+        let u = try statement.float32Blob(at: 4) ?? []
+        let v = try statement.float32Blob(at: 5) ?? []
+        if let dimension, u.count != dimension || v.count != dimension {
+            throw .corrupt("component \(id): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
+        }
+        return ComponentRecord(
+            id: id, index: try statement.required(1, as: Int.self), sigma: try statement.required(2, as: Double.self),
+            energyShare: try statement.required(3, as: Double.self), u: u, v: v, autoLabel: try statement.required(6, as: String.self),
+            humanLabel: statement.text(at: 7), note: statement.text(at: 8), examples: [], tokenAggregates: [])
+    }
+
+    private func attachExamples(_ record: inout ComponentRecord) throws(StoreError) {
+        let examples = examplesStatement
+        defer { examples.reset() }
+        try examples.bind(record.id, at: 1)
+        while try examples.step() {
+            record.examples.append(StoredExample(
+                side: Side(rawValue: try examples.required(0, as: String.self)) ?? .query,
+                extreme: Extreme(rawValue: try examples.required(1, as: String.self)) ?? .high, rank: try examples.required(2, as: Int.self),
+                promptRowID: try examples.required(3, as: Int64.self), promptID: try examples.required(4, as: String.self),
+                position: try examples.required(5, as: Int.self), token: try examples.required(6, as: String.self), score: try examples.required(7, as: Double.self)))
+        }
+        let aggregates = aggregatesStatement
+        defer { aggregates.reset() }
+        try aggregates.bind(record.id, at: 1)
+        while try aggregates.step() {
+            record.tokenAggregates.append(StoredTokenAggregate(
+                side: Side(rawValue: try aggregates.required(0, as: String.self)) ?? .query,
+                extreme: Extreme(rawValue: try aggregates.required(1, as: String.self)) ?? .high, rank: try aggregates.required(2, as: Int.self),
+                token: try aggregates.required(3, as: String.self), count: try aggregates.required(4, as: Int.self),
+                meanScore: try aggregates.required(5, as: Double.self)))
+        }
+    }
+
+    func prompts(_ rows: Set<Int64>) throws(StoreError) -> [Int64: PromptContext] {
+        var contexts: [Int64: PromptContext] = [:]
+        let statement = promptStatement
+        for row in rows.sorted() {
+            defer { statement.reset() }
+            try statement.bind(row, at: 1)
+            guard try statement.step() else { continue }
+            guard let tokens = JSONArrays.strings(try statement.required(4)) else {
+                throw .corrupt("prompt row \(row): tokens_json is not an array of strings")
+            }
+            contexts[row] = PromptContext(
+                rowID: row, captureID: try statement.required(1, as: Int64.self), index: try statement.required(2, as: Int.self),
+                promptID: try statement.required(3, as: String.self), tokens: tokens)
+        }
+        return contexts
+    }
+}

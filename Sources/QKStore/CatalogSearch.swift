@@ -1,0 +1,198 @@
+import Foundation
+
+/// Search order as integers: a component's `rank_key` (σ rounded to float32, largest first, then id) and the rowids
+/// of its full-text rows (the rank key plus a tier).
+enum SearchOrder {
+    static let idBits = 30
+    static let tierShift = 61
+    /// Component ids must stay below this to fit a rank key.
+    static let idLimit: Int64 = 1 << idBits
+    static let rankKeyMask: Int64 = (1 << tierShift) - 1
+
+    /// The rank key of a component: larger σ first (σ below zero or NaN as zero), then smaller id.
+    static func rankKey(sigma: Double, id: Int64) -> Int64 {
+        precondition((1 ..< idLimit).contains(id), "component id \(id) does not fit a rank key")
+        let magnitude = sigma.isNaN ? 0 : Float(Swift.max(sigma, 0))
+        return (Int64(0x7FFF_FFFF - magnitude.bitPattern) << idBits) | id
+    }
+
+    static func componentID(_ key: Int64) -> Int64 { key & (idLimit - 1) }
+
+    /// The rowid of a component's full-text row of `tier`.
+    static func rowid(_ rankKey: Int64, tier: Int) -> Int64 { rankKey | (Int64(tier) << tierShift) }
+
+
+    /// `qkcat_rank_key(sigma, id)` in SQL (migration 4 fills component_keys with it).
+    static func register(on database: Database) throws(StoreError) {
+        try database.defineFunction("qkcat_rank_key", argumentCount: 2) { arguments in
+            guard case let .integer(id) = arguments[1], (1 ..< Int(idLimit)).contains(id) else { return .null }
+            let sigma: Double
+            switch arguments[0] {
+            case let .real(value): sigma = value
+            case let .integer(value): sigma = Double(value)
+            default: return .null
+            }
+            return .integer(Int(rankKey(sigma: sigma, id: Int64(id))))
+        }
+    }
+}
+
+/// The user's words.
+enum SearchText {
+    /// Separated by whitespace and control characters (NUL among them).
+    static func words(_ query: String) -> [String] {
+        query.unicodeScalars.split { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
+            .map { String(String.UnicodeScalarView($0)) }
+    }
+
+    /// A word as an FTS5 string: never read as FTS5 syntax.
+    static func quoted(_ word: String) -> String {
+        "\"" + word.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// The automatic label: `category=fruit c0: apple, mango, pear` (feature alone when pooled).
+    static func autoLabel(feature: String, value: String?, index: Int, topKeyTokens: [String]) -> String {
+        let subject = value.map { "\(feature)=\($0)" } ?? feature
+        let words = topKeyTokens.prefix(3).map(displayToken)
+        return words.isEmpty ? "\(subject) c\(index)" : "\(subject) c\(index): \(words.joined(separator: ", "))"
+    }
+
+    /// A token for a label: surrounding spaces trimmed; a token of only spaces shown quoted.
+    static func displayToken(_ token: String) -> String {
+        let trimmed = token.trimmingCharacters(in: .whitespacesAndNewlines)
+        return trimmed.isEmpty ? "\"\(token)\"" : trimmed
+    }
+}
+
+extension Catalog {
+    /// Components matching every word of `query` and `filters`, best first; an empty query lists by σ.
+    ///
+    /// Order: components whose human label or note holds every word, then those whose automatic label does, then
+    /// the others; within each, σ largest first (as float32), then id. Words are matched whole (case and
+    /// diacritics folded) and taken literally: no input is read as FTS5 syntax.
+    public func search(_ query: String, filters: SearchFilters = SearchFilters(), limit: Int = 20)
+        throws(StoreError) -> [ComponentHit]
+    {
+        guard limit > 0 else { throw .invalidArgument("search limit must be positive, got \(limit)") }
+        let words = SearchText.words(query)
+        return try database.transaction(.deferred) { () throws(StoreError) in
+            try hits(try rankedComponents(words, filters.condition(.keys), limit: limit))
+        }
+    }
+
+    /// (component id, tier) of the best `limit` matches.
+    private func rankedComponents(_ words: [String], _ filter: SQLCondition, limit: Int)
+        throws(StoreError) -> [(id: Int64, tier: Int?)]
+    {
+        if !filter.isEmpty {
+            let passing = try integers("SELECT rank_key FROM component_keys k \(filter.whereClause) LIMIT ?",
+                                       filter.values + [.integer(filterLeadLimit + 1)])
+            if passing.count <= filterLeadLimit {
+                return try matching(words, among: passing.sorted(), limit: limit)
+            }
+        }
+        if words.isEmpty {
+            let keys = try integers(
+                "SELECT rank_key FROM component_keys k NOT INDEXED \(filter.whereClause) ORDER BY rank_key LIMIT ?",
+                filter.values + [.integer(limit)])
+            return keys.map { (SearchOrder.componentID($0), nil) }
+        }
+        // The words lead: their rows come in rowid order, tier by tier and σ first, so the first `limit` distinct
+        // components passing the filter are the answer. CROSS JOIN keeps the full-text table outermost.
+        let statement = try database.prepare("""
+            SELECT component_text.rowid FROM component_text
+            \(filter.isEmpty ? "" : "CROSS JOIN component_keys k ON k.rank_key = component_text.rowid & \(SearchOrder.rankKeyMask)")
+             WHERE component_text MATCH ? \(filter.andClause)
+             ORDER BY component_text.rowid
+            """)
+        try statement.bind([.text(words.map(SearchText.quoted).joined(separator: " AND "))] + filter.values)
+        var found: [(id: Int64, tier: Int?)] = []
+        var seen = Set<Int64>()
+        while found.count < limit, try statement.step() {
+            let rowid: Int64 = try statement.required(0)
+            let id = SearchOrder.componentID(rowid)
+            if seen.insert(id).inserted { found.append((id, Int(rowid >> SearchOrder.tierShift))) }
+        }
+        return found
+    }
+
+    /// The best `limit` of `candidates` (rank keys in order) whose rows hold every word, tier by tier. Tier 0 rows
+    /// exist only for labelled components: their matches are listed from the index; tiers 1 and 2 are checked
+    /// candidate by candidate, best first, until `limit` are found.
+    private func matching(_ words: [String], among candidates: [Int64], limit: Int)
+        throws(StoreError) -> [(id: Int64, tier: Int?)]
+    {
+        if words.isEmpty { return candidates.prefix(limit).map { (SearchOrder.componentID($0), nil) } }
+        let wanted = Set(candidates)
+        let labelled = try integers("""
+            SELECT rowid FROM component_text WHERE component_text MATCH ? AND rowid < \(SearchOrder.rowid(0, tier: 1))
+             ORDER BY rowid
+            """, [.text(words.map(SearchText.quoted).joined(separator: " AND "))]).filter(wanted.contains)
+        var found: [(id: Int64, tier: Int?)] = labelled.prefix(limit).map { (SearchOrder.componentID($0), 0) }
+        var taken = Set(labelled)
+        let checks = try words.map { word throws(StoreError) in
+            let statement = try database.prepare("SELECT 1 FROM component_text WHERE component_text MATCH ? AND rowid = ?")
+            try statement.bind(SearchText.quoted(word), at: 1)
+            return statement
+        }
+        func holdsEveryWord(_ rowid: Int64) throws(StoreError) -> Bool {
+            for check in checks {
+                defer { check.reset() }
+                try check.bind(rowid, at: 2)
+                guard try check.step() else { return false }
+            }
+            return true
+        }
+        for tier in 1 ... 2 {
+            for key in candidates where !taken.contains(key) {
+                guard found.count < limit else { return found }
+                if try holdsEveryWord(SearchOrder.rowid(key, tier: tier)) {
+                    taken.insert(key)
+                    found.append((SearchOrder.componentID(key), tier))
+                }
+            }
+        }
+        return found
+    }
+
+    /// The first column of every row of `sql`, as integers.
+    func integers(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
+        let statement = try database.prepare(sql)
+        try statement.bind(values)
+        var result: [Int64] = []
+        while try statement.step() { result.append(try statement.required(0)) }
+        return result
+    }
+
+    /// The hits for `ranked` component ids, in that order; the tier is the hit's score.
+    func hits(_ ranked: [(id: Int64, tier: Int?)]) throws(StoreError) -> [ComponentHit] {
+        guard !ranked.isEmpty else { return [] }
+        let statement = try database.prepare("""
+            SELECT c.id, m.name, ck.name, h.layer, h.head, h.kv_head, f.name, f.kind, d.value, c.component_index,
+                   c.sigma, c.energy_share, c.auto_label, c.human_label, c.note
+              FROM components c
+              JOIN decompositions d ON d.id = c.decomposition_id
+              JOIN heads h ON h.id = d.head_id
+              JOIN checkpoints ck ON ck.id = h.checkpoint_id
+              JOIN models m ON m.id = ck.model_id
+              JOIN features f ON f.id = d.feature_id
+             WHERE c.id IN (\(ranked.map { String($0.id) }.joined(separator: ", ")))
+            """)
+        var byID: [Int64: ComponentHit] = [:]
+        while try statement.step() {
+            let hit = ComponentHit(
+                id: try statement.required(0), model: try statement.required(1), checkpoint: try statement.required(2),
+                layer: try statement.required(3), head: try statement.required(4), kvHead: try statement.required(5),
+                feature: try statement.required(6), kind: try statement.required(7), value: statement.text(at: 8),
+                index: try statement.required(9), sigma: try statement.required(10),
+                energyShare: try statement.required(11), autoLabel: try statement.required(12),
+                humanLabel: statement.text(at: 13), note: statement.text(at: 14), score: nil)
+            byID[hit.id] = hit
+        }
+        return ranked.compactMap { entry in
+            guard var hit = byID[entry.id] else { return nil }
+            hit.score = entry.tier.map(Double.init)
+            return hit
+        }
+    }
+}
