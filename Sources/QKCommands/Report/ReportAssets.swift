@@ -76,6 +76,8 @@ enum ReportAssets {
         mark{border-radius:3px;padding:0 2px;color:var(--fg);font-weight:600;unicode-bidi:isolate}
         .aggs{margin:4px 0 0;font-size:13px;line-height:1.9}
         .tok{background:var(--soft);border:1px solid var(--line);border-radius:4px;padding:0 4px;white-space:pre;unicode-bidi:isolate}
+        .agg{white-space:nowrap}.pid{white-space:nowrap;color:var(--muted);font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
+        .maprow{display:flex;flex-wrap:wrap;gap:0 40px}
         .aggs sub{color:var(--muted);font-size:11px;margin:0 8px 0 2px;vertical-align:baseline}
         details>summary{cursor:pointer;color:#0b57d0;font-size:13px}
         .search{margin:8px 0 4px}.search input{font:inherit;padding:6px 10px;width:min(520px,100%);border:1px solid var(--line);border-radius:8px}

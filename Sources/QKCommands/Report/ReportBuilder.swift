@@ -141,8 +141,13 @@ final class ReportBuilder {
             let trajectories = plan.allCheckpoints.count > 1 ? Self.trajectories(plan, stored: stored, thresholds: options.thresholds) : [:]
             var maps: [String: [ReportPages.FeatureMap]] = [:]
             for checkpoint in plan.checkpoints {
-                maps[checkpoint.name] = ReportPages.featureMaps(plan, checkpoint: checkpoint.name, stored: stored[checkpoint.name] ?? [])
+                maps[checkpoint.name] = ReportPages.featureMaps(plan, checkpoint: checkpoint.name, stored: stored[checkpoint.name] ?? [],
+                                                                root: "../../")
             }
+            // The index shows the last checkpoint's maps, its links relative to the top folder.
+            let indexMaps = plan.checkpoints.last.map {
+                ReportPages.featureMaps(plan, checkpoint: $0.name, stored: stored[$0.name] ?? [], root: "")
+            } ?? []
             var strongest: [String: [ComponentHit]] = [:]
             for checkpoint in plan.checkpoints {
                 strongest[checkpoint.name] = try catalog.search(
@@ -196,7 +201,7 @@ final class ReportBuilder {
                 done += 1
                 progress(done)
             }
-            sections.append(ReportPages.ModelSection(plan: plan, maps: maps, strongest: strongest, comparisons: comparisons))
+            sections.append(ReportPages.ModelSection(plan: plan, maps: indexMaps, strongest: strongest, comparisons: comparisons))
         }
         try writeSearchIndex()
         try write(ReportPages.indexPage(sections, catalogPath: catalog.path, options: options,
@@ -251,10 +256,10 @@ final class ReportBuilder {
                         .joined(separator: " ")
                 }
                 let text = "keys " + tokens(.key) + " · queries " + tokens(.query)
-                let title = "\(page.plan.model.name) @ \(page.checkpoint) · L\(d.layer) H\(d.head) · \(d.feature)"
-                    + (d.value.map { "=\($0)" } ?? "") + " c\(c.index)"
+                let title = HTML.displayToken("\(page.plan.model.name) @ \(page.checkpoint) · L\(d.layer) H\(d.head) · \(d.feature)"
+                    + (d.value.map { "=\($0)" } ?? "") + " c\(c.index)")
                 let href = (page.plan.headPage(checkpoint: page.checkpoint, layer: d.layer, head: d.head) ?? "") + "#c\(c.id)"
-                let entry = JSONValue.array([.string(c.label), .string(text), .string(href), .string(title)])
+                let entry = JSONValue.array([.string(HTML.displayToken(c.label)), .string(text), .string(href), .string(title)])
                 searchEntries.append((c.sigma, entry, c.label.utf8.count + text.utf8.count + href.utf8.count + title.utf8.count + 16))
             }
         }

@@ -125,7 +125,7 @@ extension ReportPages {
             var html = "<div class=\"list\"><h5>\(side == .key ? "Keys" : "Queries") \(extreme == .high ? "▲ highest" : "▼ lowest") \(vector)</h5>"
             if !aggregates.isEmpty {
                 html += "<div class=\"aggs\">" + aggregates.map {
-                    "<span class=\"tok\">\(HTML.token($0.token))</span><sub>×\($0.count) \(SVGCharts.number($0.meanScore))</sub>"
+                    "<span class=agg><span class=tok>\(HTML.token($0.token))</span><sub>×\($0.count) \(SVGCharts.number($0.meanScore))</sub></span> "
                 }.joined() + "</div>"
             }
             var rows: [String] = []
@@ -133,7 +133,7 @@ extension ReportPages {
                 let context = prompts[example.promptRowID].map {
                     Self.context(tokens: $0.tokens, position: example.position, score: example.score, maxScore: maxScore)
                 } ?? "<mark class=\"\(Self.scoreClass(example.score, maxScore))\">\(HTML.token(example.token))</mark>"
-                rows.append("<tr><td class=n>\(SVGCharts.number(example.score))<td class=mono>\(HTML.escape(example.promptID))"
+                rows.append("<tr><td class=n>\(SVGCharts.number(example.score))<td class=pid>\(HTML.escape(example.promptID))"
                     + "<td class=ctx>\(context)</tr>")
             }
             let visible = rows.prefix(Self.visibleExamples), folded = rows.dropFirst(Self.visibleExamples)

@@ -38,8 +38,8 @@ enum ReportPages {
 
     static let metricNames = ["σ₁", "‖ΔC‖", "rank"]
 
-    static func featureMaps(_ plan: Plan, checkpoint: String, stored: [StoredSubspaces]) -> [FeatureMap] {
-        let root = "../../"
+    /// `root`: the path from the page showing the maps to the report's folder.
+    static func featureMaps(_ plan: Plan, checkpoint: String, stored: [StoredSubspaces], root: String) -> [FeatureMap] {
         return plan.features.compactMap { feature in
             let pooled = stored.filter { $0.feature == feature && $0.value == nil }
             guard !pooled.isEmpty else { return nil }
@@ -55,7 +55,7 @@ enum ReportPages {
                     href: plan.headPage(checkpoint: checkpoint, layer: record.layer, head: record.head).map { root + $0 })
             }
             let legends = (0..<3).map { SVGCharts.legend(scales[$0], title: metricNames[$0], metric: $0, integer: $0 == 2) }
-            let html = heatmapBlock(id: "hm-" + HTML.slug(checkpoint) + "-" + HTML.slug(feature), metrics: metricNames,
+            let html = heatmapBlock(id: "hm-" + (root.isEmpty ? "i-" : "") + HTML.slug(checkpoint) + "-" + HTML.slug(feature), metrics: metricNames,
                                     legends: legends, svg: SVGCharts.heatmap(layers: Array(0..<plan.model.layerCount),
                                                                              heads: plan.model.headCount, cells: cells, metricCount: 3))
             return FeatureMap(feature: feature, html: html)
@@ -81,7 +81,8 @@ enum ReportPages {
 
     struct ModelSection {
         var plan: Plan
-        var maps: [String: [FeatureMap]]
+        /// The last checkpoint's maps, for the index.
+        var maps: [FeatureMap]
         var strongest: [String: [ComponentHit]]
         var comparisons: [(from: String, to: String, counts: [ChangeStatus: Int])]
     }
@@ -143,9 +144,11 @@ enum ReportPages {
                 }
                 body += "</tbody></table>"
             }
-            for map in section.maps[shown.name] ?? [] {
-                body += "<h3>\(HTML.escape(map.feature)) <span class=\"facts\">pooled, \(HTML.escape(shown.name))</span></h3>" + map.html
+            body += "<div class=\"maprow\">"
+            for map in section.maps {
+                body += "<div><h3>\(HTML.escape(map.feature)) <span class=\"facts\">pooled, \(HTML.escape(shown.name))</span></h3>" + map.html + "</div>"
             }
+            body += "</div>"
             body += "<h3>Strongest components <span class=\"facts\">\(HTML.escape(shown.name)), by σ</span></h3>"
             body += strongestTable(plan, checkpoint: shown.name, hits: section.strongest[shown.name] ?? [], root: "")
         }
@@ -180,7 +183,9 @@ enum ReportPages {
             }.joined(separator: " · ") + "."
         }
         body += "</p>"
-        for map in maps { body += "<h2>\(HTML.escape(map.feature)) <span class=\"facts\">pooled</span></h2>" + map.html }
+        body += "<div class=\"maprow\">"
+        for map in maps { body += "<div><h2>\(HTML.escape(map.feature)) <span class=\"facts\">pooled</span></h2>" + map.html + "</div>" }
+        body += "</div>"
         body += "<h2>Strongest components</h2>" + strongestTable(plan, checkpoint: checkpoint, hits: strongest, root: root)
         body += "<h2>Heads</h2><p class=\"toc\">"
         for head in plan.heads[checkpoint] ?? [] {
