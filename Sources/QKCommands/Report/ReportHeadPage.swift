@@ -81,7 +81,7 @@ extension ReportPages {
                     + "<div class=\"spark\">"
                 html += SVGCharts.lineChart(title: "σ₁", labels: labels, values: points.map { $0?.sigma1 })
                 html += SVGCharts.lineChart(title: "rank", labels: labels, values: points.map { $0.map { Double($0.rank) } }, integer: true)
-                html += SVGCharts.lineChart(title: "similarity to \(labels.last ?? "")", labels: labels,
+                html += SVGCharts.lineChart(title: "similarity to \(String((labels.last ?? "").prefix(12)))", labels: labels,
                                             values: points.map { $0?.similarityToLast }, range: 0...1)
                 html += "</div></div>"
             }

@@ -165,9 +165,9 @@ enum SVGCharts {
     /// A small line chart of one quantity over named points (checkpoints); nil values leave gaps.
     static func lineChart(title: String, labels: [String], values: [Double?], range: ClosedRange<Double>? = nil,
                           integer: Bool = false) -> String {
-        let plotWidth = Double(max(labels.count - 1, 1)) * 56, plotHeight = 60.0
-        let left = 34.0, top = 18.0, bottom = 30.0
-        let width = left + plotWidth + 24, height = top + plotHeight + bottom
+        let plotWidth = max(Double(max(labels.count - 1, 1)) * 56, 130), plotHeight = 60.0
+        let left = 46.0, top = 22.0, bottom = 30.0
+        let width = left + plotWidth + 30, height = top + plotHeight + bottom
         let finite = values.compactMap { $0 }.filter(\.isFinite)
         let upper = range?.upperBound ?? max(finite.max() ?? 1, .leastNormalMagnitude)
         let lower = range?.lowerBound ?? 0
@@ -175,7 +175,7 @@ enum SVGCharts {
         func x(_ i: Int) -> Double { left + (labels.count > 1 ? Double(i) * plotWidth / Double(labels.count - 1) : plotWidth / 2) }
         func label(_ v: Double) -> String { integer ? String(Int(v.rounded())) : number(v) }
         var svg = "<svg class=\"line\" viewBox=\"0 0 \(coordinate(width)) \(coordinate(height))\" width=\"\(coordinate(width))\" "
-            + "height=\"\(coordinate(height))\" role=\"img\"><text class=\"ct\" x=\"\(coordinate(left))\" y=\"12\">\(HTML.escape(title))</text>"
+            + "height=\"\(coordinate(height))\" role=\"img\"><text class=\"ct\" x=\"4\" y=\"12\">\(HTML.escape(title))</text>"
         svg += "<line class=\"axis\" x1=\"\(coordinate(left))\" y1=\"\(coordinate(y(lower)))\" x2=\"\(coordinate(left + plotWidth))\" y2=\"\(coordinate(y(lower)))\"/>"
         svg += "<text class=\"ay\" x=\"\(coordinate(left - 4))\" y=\"\(coordinate(y(upper) + 4))\">\(label(upper))</text>"
         svg += "<text class=\"ay\" x=\"\(coordinate(left - 4))\" y=\"\(coordinate(y(lower) + 4))\">\(label(lower))</text>"
