@@ -136,7 +136,7 @@ def test_head_page_spectrum_and_highlighted_tokens(browser, minilm_site, tmp_pat
     assert_clean(page, minilm_site)
     # The pooled category decomposition first: 32 singular values, 9 kept for 99% of Σσ².
     bars = page.evaluate("(() => { const s = document.querySelector('section.decomp svg.spectrum');"
-                         " return [s.querySelectorAll('rect.kept').length, s.querySelectorAll('rect.rest').length,"
+                         " return [s.querySelectorAll('rect.kept').length, s.querySelector('path.rest').getAttribute('d').split('M').length - 1,"
                          " s.querySelector('.rl').textContent]; })()")
     assert bars == [9, 23, "rank 9 · 99% of Σσ²"]
     marks = page.evaluate("Array.from(document.querySelectorAll('#d' + document.querySelector('section.decomp').id.slice(1)"

@@ -81,7 +81,8 @@ enum ReportAssets {
         .aggs sub{color:var(--muted);font-size:11px;margin:0 8px 0 2px;vertical-align:baseline}
         details>summary{cursor:pointer;color:#0b57d0;font-size:13px}
         .search{margin:8px 0 4px}.search input{font:inherit;padding:6px 10px;width:min(520px,100%);border:1px solid var(--line);border-radius:8px}
-        #results{margin:6px 0 0;padding:0;list-style:none}#results li{padding:2px 0}
+        #results{margin:6px 0 0;padding:0;list-style:none;max-height:420px;overflow-y:auto}#results li{padding:3px 0;border-bottom:1px solid #eef0f2}
+        #results a{font-weight:600;margin-right:10px}#results .rlabel{margin-right:10px}#results .rm{color:var(--muted);font-size:13px}
         .nojs{color:var(--muted);font-size:13px}
         .toc{columns:3 220px;font-size:14px}
         .spark{display:flex;flex-wrap:wrap;gap:4px 20px}
@@ -121,7 +122,7 @@ enum ReportAssets {
           if (!input || !list || !index) { return; }
           input.disabled = false;
           document.querySelectorAll(".nojs").forEach(function (e) { e.hidden = true; });
-          var lowered = index.entries.map(function (e) { return (e[0] + " " + e[1] + " " + e[3]).toLowerCase(); });
+          var lowered = index.entries.map(function (e) { return (e[0] + " " + e[1] + " " + e[3] + " " + e[4]).toLowerCase(); });
           function show() {
             var words = input.value.toLowerCase().split(/\\s+/).filter(Boolean);
             list.textContent = "";
@@ -135,8 +136,14 @@ enum ReportAssets {
               var e = index.entries[i], li = document.createElement("li"), a = document.createElement("a");
               a.href = e[2];
               a.textContent = e[3];
+              var label = document.createElement("span"), more = document.createElement("span");
+              label.className = "rlabel";
+              label.textContent = e[0];
+              more.className = "rm";
+              more.textContent = e[1] + " \\u00b7 " + e[4];
               li.appendChild(a);
-              li.appendChild(document.createTextNode(" \\u2014 " + e[0] + "  \\u00b7  " + e[1]));
+              li.appendChild(label);
+              li.appendChild(more);
               list.appendChild(li);
             }
             var summary = document.createElement("li");

@@ -256,11 +256,12 @@ final class ReportBuilder {
                         .joined(separator: " ")
                 }
                 let text = "keys " + tokens(.key) + " · queries " + tokens(.query)
-                let title = HTML.displayToken("\(page.plan.model.name) @ \(page.checkpoint) · L\(d.layer) H\(d.head) · \(d.feature)"
-                    + (d.value.map { "=\($0)" } ?? "") + " c\(c.index)")
+                let title = HTML.displayToken("L\(d.layer) H\(d.head) · \(d.feature)" + (d.value.map { "=\($0)" } ?? "") + " c\(c.index)")
+                let source = HTML.displayToken("\(page.plan.model.name) @ \(page.checkpoint)")
                 let href = (page.plan.headPage(checkpoint: page.checkpoint, layer: d.layer, head: d.head) ?? "") + "#c\(c.id)"
-                let entry = JSONValue.array([.string(HTML.displayToken(c.label)), .string(text), .string(href), .string(title)])
-                searchEntries.append((c.sigma, entry, c.label.utf8.count + text.utf8.count + href.utf8.count + title.utf8.count + 16))
+                let entry = JSONValue.array([.string(HTML.displayToken(c.label)), .string(text), .string(href), .string(title),
+                                             .string(source)])
+                searchEntries.append((c.sigma, entry, c.label.utf8.count + text.utf8.count + href.utf8.count + title.utf8.count + source.utf8.count + 20))
             }
         }
     }

@@ -139,15 +139,22 @@ enum SVGCharts {
         svg += "<text class=\"ay\" x=\"\(coordinate(left - 4))\" y=\"\(coordinate(top + 8))\">\(number(maximum))</text>"
         svg += "<text class=\"ay\" x=\"\(coordinate(left - 4))\" y=\"\(coordinate(top + plotHeight))\">0</text>"
         var cumulative = 0.0
+        var restPath = ""
         for (i, sigma) in values.enumerated() {
             cumulative += sigma * sigma
             let h = max(plotHeight * sigma / maximum, sigma > 0 ? 0.8 : 0)
             let x = left + Double(i) * barSlot
             let share = total > 0 ? 100 * sigma * sigma / total : 0
-            svg += "<rect class=\"\(i < rank ? "kept" : "rest")\" x=\"\(coordinate(x))\" y=\"\(coordinate(top + plotHeight - h))\" "
-                + "width=\"\(coordinate(barWidth))\" height=\"\(coordinate(h))\"><title>σ\(i + 1) = \(number(sigma)) · "
-                + "\(String(format: "%.1f", share))% · Σ \(String(format: "%.1f", total > 0 ? 100 * cumulative / total : 0))%</title></rect>"
+            if i < rank {
+                svg += "<rect class=\"kept\" x=\"\(coordinate(x))\" y=\"\(coordinate(top + plotHeight - h))\" "
+                    + "width=\"\(coordinate(barWidth))\" height=\"\(coordinate(h))\"><title>σ\(i + 1) = \(number(sigma)) · "
+                    + "\(String(format: "%.1f", share))% · Σ \(String(format: "%.1f", total > 0 ? 100 * cumulative / total : 0))%</title></rect>"
+            } else if h > 0 {
+                // The tail beyond the rank: one path, no tooltips (it holds the last 1% of Σσ²).
+                restPath += "M\(coordinate(x)) \(coordinate(top + plotHeight))v-\(coordinate(h))h\(coordinate(barWidth))v\(coordinate(h))z"
+            }
         }
+        if !restPath.isEmpty { svg += "<path class=\"rest\" d=\"\(restPath)\"><title>σ\(rank + 1)…σ\(count): the rest</title></path>" }
         let x = left + Double(min(rank, count)) * barSlot - (barSlot > 4 ? 1 : 0)
         svg += "<line class=\"rankline\" x1=\"\(coordinate(x))\" y1=\"\(coordinate(top))\" x2=\"\(coordinate(x))\" y2=\"\(coordinate(top + plotHeight))\"/>"
         let anchor = x > left + plotWidth * 0.7 ? "end" : "start"
