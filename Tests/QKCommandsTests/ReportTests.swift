@@ -124,7 +124,8 @@ struct ReportTests {
         let plans = try builder.plan()
         var progress: [Int] = []
         try builder.build(plans) { progress.append($0) }
-        #expect(progress == Array(1...ReportBuilder.pageCount(plans)))
+        // Head pages are counted a layer at a time; the count only grows and ends at the total.
+        #expect(progress == progress.sorted() && progress.last == ReportBuilder.pageCount(plans))
         let head = try read(directory, "planted-tiny/step1/L0H0.html")
         #expect(head.contains("Examples cut to "))
         #expect(head.utf8.count <= 40_000 || head.contains("Examples cut to 1 per list"))

@@ -5,6 +5,7 @@
 enum HTML {
     /// `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attribute values.
     static func escape(_ text: String) -> String {
+        if isPlain(text) { return text }
         var output = ""
         output.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
         for scalar in text.unicodeScalars {
@@ -24,6 +25,7 @@ enum HTML {
     /// and ↵, tabs as →, other control characters as their Unicode control pictures (␀, ␛), and characters that would
     /// reorder or hide text (bidirectional controls, zero-width characters, byte-order marks) as `⟨U+200F⟩`.
     static func displayToken(_ token: String) -> String {
+        if isPlain(token) { return token }
         var output = ""
         for scalar in token.unicodeScalars {
             switch scalar.value {
@@ -38,6 +40,14 @@ enum HTML {
             }
         }
         return output
+    }
+
+    /// Printable ASCII without markup characters: what most text is, and what neither function changes.
+    private static func isPlain(_ text: String) -> Bool {
+        text.utf8.allSatisfy { byte in
+            byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "<") && byte != UInt8(ascii: ">")
+                && byte != UInt8(ascii: "&") && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "'")
+        }
     }
 
     /// A token, displayed and escaped.

@@ -71,12 +71,15 @@ enum ReportAssets {
         .sides{display:grid;grid-template-columns:repeat(auto-fit,minmax(430px,1fr));gap:6px 24px;margin-top:6px}
         .list h5{margin:8px 0 2px;font-size:13px;color:var(--muted);font-weight:600}
         .list table{width:100%}.list td{padding:1px 8px 1px 0}
-        .ctx{white-space:pre-wrap;word-break:break-word;unicode-bidi:isolate}
-        .ctx .el{color:#8c959f}
+        table.ex td:first-child{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+        table.ex td:nth-child(2){white-space:nowrap;color:var(--muted);font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
+        table.ex td:nth-child(3){font-family:ui-monospace,"SF Mono","DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:13px;white-space:pre-wrap;word-break:break-word;unicode-bidi:isolate}
+        .el{color:#8c959f}
+        .aggs i{font-style:normal;white-space:nowrap}
+        .aggs kbd{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:13px;background:var(--soft);border:1px solid var(--line);border-radius:4px;padding:0 4px;white-space:pre;unicode-bidi:isolate}
         mark{border-radius:3px;padding:0 2px;color:var(--fg);font-weight:600;unicode-bidi:isolate}
         .aggs{margin:4px 0 0;font-size:13px;line-height:1.9}
         .tok{background:var(--soft);border:1px solid var(--line);border-radius:4px;padding:0 4px;white-space:pre;unicode-bidi:isolate}
-        .agg{white-space:nowrap}.pid{white-space:nowrap;color:var(--muted);font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
         .maprow{display:flex;flex-wrap:wrap;gap:0 40px}
         .aggs sub{color:var(--muted);font-size:11px;margin:0 8px 0 2px;vertical-align:baseline}
         details>summary{cursor:pointer;color:#0b57d0;font-size:13px}

@@ -46,7 +46,7 @@ final class ReportBuilder {
     }
 
     /// One model's part of the report.
-    struct ModelPlan {
+    struct ModelPlan: Sendable {
         var model: ModelRecord
         var slug: String
         /// Every checkpoint of the model, in training order.
@@ -55,11 +55,26 @@ final class ReportBuilder {
         var checkpoints: [CheckpointRecord]
         var checkpointSlugs: [String: String]
         /// Heads with a decomposition in the report's scope, per checkpoint name.
-        var heads: [String: [HeadRecord]]
+        var heads: [String: [HeadRecord]] {
+            didSet { headSets = heads.mapValues { Set($0.map { HeadKey(layer: $0.layer, head: $0.head) }) } }
+        }
         var features: [String]
+        private var headSets: [String: Set<HeadKey>] = [:]
+
+        struct HeadKey: Hashable, Sendable {
+            var layer: Int
+            var head: Int
+        }
+
+        init(model: ModelRecord, slug: String, allCheckpoints: [CheckpointRecord], checkpoints: [CheckpointRecord],
+             checkpointSlugs: [String: String], heads: [String: [HeadRecord]], features: [String]) {
+            (self.model, self.slug, self.allCheckpoints, self.checkpoints) = (model, slug, allCheckpoints, checkpoints)
+            (self.checkpointSlugs, self.heads, self.features) = (checkpointSlugs, heads, features)
+            headSets = heads.mapValues { Set($0.map { HeadKey(layer: $0.layer, head: $0.head) }) }
+        }
 
         func headPage(checkpoint: String, layer: Int, head: Int) -> String? {
-            guard let slug = checkpointSlugs[checkpoint], heads[checkpoint]?.contains(where: { $0.layer == layer && $0.head == head }) == true
+            guard let slug = checkpointSlugs[checkpoint], headSets[checkpoint]?.contains(HeadKey(layer: layer, head: head)) == true
             else { return nil }
             return "\(self.slug)/\(slug)/L\(layer)H\(head).html"
         }
@@ -165,36 +180,19 @@ final class ReportBuilder {
                 done += 1
                 progress(done)
             }
-            // Head pages, streamed per checkpoint.
+            // Head pages: every (checkpoint, layer) read and rendered by one of several workers.
             for checkpoint in plan.checkpoints {
                 let checkpointDirectory = directory.appendingPathComponent(plan.slug).appendingPathComponent(plan.checkpointSlugs[checkpoint.name]!)
                 try FileManager.default.createDirectory(at: checkpointDirectory, withIntermediateDirectories: true)
-                let cursor = try catalog.exportDecompositions(
-                    SearchFilters(model: plan.model.name, checkpoint: checkpoint.name, feature: options.feature))
-                var prompts: [Int64: PromptContext] = [:]
-                var group: [DecompositionRecord] = []
-                func flush() throws {
-                    guard let first = group.first else { return }
-                    let cited = Set(group.flatMap { $0.components.flatMap { $0.examples.map(\.promptRowID) } })
-                    let missing = cited.subtracting(prompts.keys)
-                    if !missing.isEmpty { prompts.merge(try cursor.prompts(missing)) { a, _ in a } }
-                    let page = ReportPages.HeadPage(plan: plan, checkpoint: checkpoint.name, layer: first.layer, head: first.head,
-                                                    kvHead: first.kvHead, decompositions: group, prompts: prompts,
-                                                    trajectories: trajectories)
-                    let html = page.render(top: options.top, budget: options.pageBudget)
-                    try write(html, to: plan.headPage(checkpoint: checkpoint.name, layer: first.layer, head: first.head)
-                                  ?? "\(plan.slug)/\(plan.checkpointSlugs[checkpoint.name]!)/L\(first.layer)H\(first.head).html")
-                    collectSearchEntries(page)
-                    summary.headPages += 1
-                    done += 1
-                    progress(done)
-                    group.removeAll(keepingCapacity: true)
-                }
-                while let record = try cursor.next() {
-                    if let first = group.first, first.layer != record.layer || first.head != record.head { try flush() }
-                    group.append(record)
-                }
-                try flush()
+            }
+            let units = plan.checkpoints.flatMap { checkpoint in
+                Set((plan.heads[checkpoint.name] ?? []).map(\.layer)).sorted().map { HeadPageUnit(checkpoint: checkpoint.name, layer: $0) }
+            }
+            try writeHeadPages(plan, units: units, trajectories: trajectories) { count in
+                done += count
+                progress(done)
+            }
+            for checkpoint in plan.checkpoints {
                 let html = ReportPages.checkpointPage(plan, checkpoint: checkpoint.name, maps: maps[checkpoint.name] ?? [],
                                                       strongest: strongest[checkpoint.name] ?? [])
                 try write(html, to: plan.checkpointPage(checkpoint.name)!)
@@ -210,6 +208,136 @@ final class ReportBuilder {
         progress(done)
     }
 
+    /// The head pages of one layer of one checkpoint: what one worker reads and writes at a time.
+    struct HeadPageUnit: Sendable {
+        var checkpoint: String
+        var layer: Int
+    }
+
+    /// What one worker wrote.
+    private struct WorkerOutput {
+        var pages: [(path: String, bytes: Int)] = []
+        var searchEntries: [(sigma: Double, entry: JSONValue, bytes: Int)] = []
+        var error: Error?
+    }
+
+    /// Reads and renders the units on every core, each worker with its own read-only connection to the catalog and
+    /// its own cache of displayed prompts; `progress` is called (under a lock) with the pages each unit wrote.
+    private func writeHeadPages(_ plan: ModelPlan, units: [HeadPageUnit], trajectories: [SubspaceKey: [TrajectoryPoint?]],
+                                progress: (Int) -> Void) throws {
+        guard !units.isEmpty else { return }
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, units.count))
+        let (path, options, directory) = (catalog.path, self.options, self.directory)
+        let queue = UnitQueue(units)
+        var outputs = [WorkerOutput](repeating: WorkerOutput(), count: workers)
+        withoutActuallyEscaping(progress) { progress in
+        let progressBox = UncheckedBox(progress)
+        outputs.withUnsafeMutableBufferPointer { buffer in
+            let slots = UncheckedBuffer(buffer)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                var output = WorkerOutput()
+                do {
+                    let catalog = try Catalog.open(path: path, readOnly: true)
+                    var prompts: [Int64: ReportPages.PromptText] = [:]
+                    while true {
+                        guard let unit = queue.next() else { break }
+                        let cursor = try catalog.exportDecompositions(SearchFilters(
+                            model: plan.model.name, checkpoint: unit.checkpoint, layer: unit.layer, feature: options.feature))
+                        var group: [DecompositionRecord] = []
+                        var written = 0
+                        func flush() throws {
+                            guard let first = group.first else { return }
+                            let cited = Set(group.flatMap { $0.components.flatMap { $0.examples.map(\.promptRowID) } })
+                            let missing = cited.subtracting(prompts.keys)
+                            if !missing.isEmpty {
+                                for (row, prompt) in try cursor.prompts(missing) { prompts[row] = ReportPages.PromptText(prompt) }
+                            }
+                            let page = ReportPages.HeadPage(plan: plan, checkpoint: unit.checkpoint, layer: first.layer, head: first.head,
+                                                            kvHead: first.kvHead, decompositions: group,
+                                                            prompts: prompts.filter { cited.contains($0.key) }, trajectories: trajectories)
+                            let html = page.render(top: options.top, budget: options.pageBudget)
+                            let relative = plan.headPage(checkpoint: unit.checkpoint, layer: first.layer, head: first.head)
+                                ?? "\(plan.slug)/\(plan.checkpointSlugs[unit.checkpoint] ?? "-")/L\(first.layer)H\(first.head).html"
+                            try Self.writeFile(html, to: directory.appendingPathComponent(relative))
+                            output.pages.append((relative, html.utf8.count))
+                            output.searchEntries += Self.searchEntries(page)
+                            written += 1
+                            group.removeAll(keepingCapacity: true)
+                        }
+                        while let record = try cursor.next() {
+                            if let first = group.first, first.head != record.head { try flush() }
+                            group.append(record)
+                        }
+                        try flush()
+                        queue.withLock { progressBox.value(written) }
+                    }
+                } catch {
+                    output.error = error
+                    queue.stop()   // the other workers stop after their unit
+                }
+                slots.buffer[worker] = output
+            }
+        }
+        }
+        for output in outputs {
+            if let error = output.error { throw error }
+        }
+        for output in outputs {
+            for (relative, size) in output.pages {
+                summary.pages += 1
+                summary.headPages += 1
+                summary.bytes += size
+                if size > summary.largestPage { (summary.largestPage, summary.largestPagePath) = (size, relative) }
+            }
+            searchEntries += output.searchEntries
+        }
+    }
+
+    /// Hands the units out one at a time to the workers.
+    private final class UnitQueue: @unchecked Sendable {
+        private let units: [HeadPageUnit]
+        private let lock = NSLock()
+        private var position = 0
+
+        init(_ units: [HeadPageUnit]) { self.units = units }
+
+        func next() -> HeadPageUnit? {
+            lock.withLock {
+                defer { position += 1 }
+                return position < units.count ? units[position] : nil
+            }
+        }
+
+        func stop() { lock.withLock { position = units.count } }
+
+        func withLock<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock(body) }
+    }
+
+    /// A value the workers of one `concurrentPerform` use under a lock.
+    private struct UncheckedBox<Value>: @unchecked Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
+    }
+
+    /// A buffer the workers of one `concurrentPerform` write at distinct indices.
+    private struct UncheckedBuffer<Element>: @unchecked Sendable {
+        let buffer: UnsafeMutableBufferPointer<Element>
+        init(_ buffer: UnsafeMutableBufferPointer<Element>) { self.buffer = buffer }
+    }
+
+    /// Writes `text` as UTF-8 (plain `write(2)`: no fsync per page, the report is moved into place as a whole).
+    static func writeFile(_ text: String, to url: URL) throws {
+        guard let file = fopen(url.path, "wb") else {
+            throw CommandError.failure("cannot write \(url.path): \(String(cString: strerror(errno)))")
+        }
+        var text = text
+        let written = text.withUTF8 { fwrite($0.baseAddress, 1, $0.count, file) }
+        let closed = fclose(file)
+        guard written == text.utf8.count, closed == 0 else {
+            throw CommandError.failure("cannot write \(url.path): \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// Every checkpoint's stored subspaces (pooled and per value) within the feature filter.
     private func storedSubspaces(_ plan: ModelPlan) throws -> [String: [StoredSubspaces]] {
         var stored: [String: [StoredSubspaces]] = [:]
@@ -222,7 +350,7 @@ final class ReportBuilder {
     }
 
     /// One point of a head's pooled decomposition over the checkpoints.
-    struct TrajectoryPoint: Equatable {
+    struct TrajectoryPoint: Equatable, Sendable {
         var sigma1: Double
         var rank: Int
         var similarityToLast: Double?
@@ -248,12 +376,16 @@ final class ReportBuilder {
         return result
     }
 
-    private func collectSearchEntries(_ page: ReportPages.HeadPage) {
+    /// The search index's entries for a head page's components.
+    private static func searchEntries(_ page: ReportPages.HeadPage) -> [(sigma: Double, entry: JSONValue, bytes: Int)] {
+        var entries: [(sigma: Double, entry: JSONValue, bytes: Int)] = []
         for d in page.decompositions {
             for c in d.components {
                 func tokens(_ side: Side) -> String {
-                    c.tokenAggregates(side, .high).prefix(3).map { HTML.displayToken($0.token).trimmingCharacters(in: .whitespaces) }
-                        .joined(separator: " ")
+                    c.tokenAggregates(side, .high).prefix(3).map { aggregate in
+                        let shown = HTML.displayToken(aggregate.token)
+                        return shown.hasPrefix(" ") ? String(shown.drop { $0 == " " }) : shown
+                    }.joined(separator: " ")
                 }
                 let text = "keys " + tokens(.key) + " · queries " + tokens(.query)
                 let title = HTML.displayToken("L\(d.layer) H\(d.head) · \(d.feature)" + (d.value.map { "=\($0)" } ?? "") + " c\(c.index)")
@@ -261,9 +393,10 @@ final class ReportBuilder {
                 let href = (page.plan.headPage(checkpoint: page.checkpoint, layer: d.layer, head: d.head) ?? "") + "#c\(c.id)"
                 let entry = JSONValue.array([.string(HTML.displayToken(c.label)), .string(text), .string(href), .string(title),
                                              .string(source)])
-                searchEntries.append((c.sigma, entry, c.label.utf8.count + text.utf8.count + href.utf8.count + title.utf8.count + source.utf8.count + 20))
+                entries.append((c.sigma, entry, c.label.utf8.count + text.utf8.count + href.utf8.count + title.utf8.count + source.utf8.count + 20))
             }
         }
+        return entries
     }
 
     /// `assets/search-index.js`: the strongest components' labels and top tokens, within the byte budget.
@@ -281,17 +414,12 @@ final class ReportBuilder {
     }
 
     private func write(_ text: String, to relativePath: String, isPage: Bool = true) throws {
-        let data = Data(text.utf8)
-        let url = directory.appendingPathComponent(relativePath)
-        do {
-            try data.write(to: url)
-        } catch {
-            throw CommandError.failure("cannot write \(url.path): \(error.localizedDescription)")
-        }
-        summary.bytes += data.count
+        try Self.writeFile(text, to: directory.appendingPathComponent(relativePath))
+        let size = text.utf8.count
+        summary.bytes += size
         if isPage {
             summary.pages += 1
-            if data.count > summary.largestPage { (summary.largestPage, summary.largestPagePath) = (data.count, relativePath) }
+            if size > summary.largestPage { (summary.largestPage, summary.largestPagePath) = (size, relativePath) }
         }
     }
 }

@@ -3,8 +3,21 @@ import QKEngine
 import QKStore
 
 extension ReportPages {
+    /// A cited prompt's tokens, displayed and escaped once for every page that shows it.
+    struct PromptText: Sendable {
+        var tokens: [String]
+        /// Byte-level BPE and SentencePiece tokens carry their own spaces and are joined as they are; others
+        /// (WordPiece) are joined with spaces.
+        var carriesSpaces: Bool
+
+        init(_ prompt: PromptContext) {
+            tokens = prompt.tokens.map(HTML.token)
+            carriesSpaces = prompt.tokens.contains { $0.hasPrefix("Ġ") || $0.hasPrefix(" ") || $0.hasPrefix("▁") || $0.contains("Ċ") }
+        }
+    }
+
     /// One head of one checkpoint: every decomposition's spectrum and components, its trajectory over checkpoints.
-    struct HeadPage {
+    struct HeadPage: Sendable {
         var plan: Plan
         var checkpoint: String
         var layer: Int
@@ -12,7 +25,7 @@ extension ReportPages {
         var kvHead: Int
         /// Pooled first, then per value (the export cursor's order).
         var decompositions: [DecompositionRecord]
-        var prompts: [Int64: PromptContext]
+        var prompts: [Int64: PromptText]
         var trajectories: [SubspaceKey: [ReportBuilder.TrajectoryPoint?]]
 
         static let root = "../../"
@@ -96,12 +109,13 @@ extension ReportPages {
                 + "\(SVGCharts.number(d.frobenius)) · rank \(d.rank) of \(d.singularValues.count) at \(percent(d.energy, digits: 0)) of Σσ²</span>"
                 + "</header>"
             html += SVGCharts.spectrum(d.singularValues, rank: d.rank, energy: d.energy)
-            for component in d.components { html += self.component(component, examples: examples) }
-            return html + "</section>\n"
+            for component in d.components { appendComponent(component, examples: examples, to: &html) }
+            html += "</section>\n"
+            return html
         }
 
-        func component(_ c: ComponentRecord, examples: Int) -> String {
-            var html = "<div class=\"comp\" id=\"c\(c.id)\"><h4>c\(c.index) <span class=\"label\">\(HTML.token(c.label))</span></h4>"
+        func appendComponent(_ c: ComponentRecord, examples: Int, to html: inout String) {
+            html += "<div class=\"comp\" id=\"c\(c.id)\"><h4>c\(c.index) <span class=\"label\">\(HTML.token(c.label))</span></h4>"
             html += "<div class=\"facts\">σ \(SVGCharts.number(c.sigma)) · \(percent(c.energyShare)) of Σσ² · id \(c.id)"
             if c.humanLabel != nil { html += " · <span class=\"auto\">auto: \(HTML.token(c.autoLabel))</span>" }
             html += "</div>"
@@ -111,37 +125,43 @@ extension ReportPages {
             html += "<div class=\"sides\">"
             for side in [Side.key, .query] {
                 for extreme in [Extreme.high, .low] {
-                    html += list(c, side: side, extreme: extreme, examples: examples, maxScore: maxScore)
+                    appendList(c, side: side, extreme: extreme, examples: examples, maxScore: maxScore, to: &html)
                 }
             }
-            return html + "</div></div>\n"
+            html += "</div></div>\n"
         }
 
-        func list(_ c: ComponentRecord, side: Side, extreme: Extreme, examples: Int, maxScore: Double) -> String {
+        func appendList(_ c: ComponentRecord, side: Side, extreme: Extreme, examples: Int, maxScore: Double,
+                        to html: inout String) {
             let shown = c.examples(side, extreme).prefix(examples)
             let aggregates = c.tokenAggregates(side, extreme).prefix(8)
-            guard !shown.isEmpty || !aggregates.isEmpty else { return "" }
-            let vector = side == .key ? "v·k" : "u·q"
-            var html = "<div class=\"list\"><h5>\(side == .key ? "Keys" : "Queries") \(extreme == .high ? "▲ highest" : "▼ lowest") \(vector)</h5>"
+            guard !shown.isEmpty || !aggregates.isEmpty else { return }
+            html += "<div class=\"list\"><h5>"
+            html += side == .key ? "Keys " : "Queries "
+            html += extreme == .high ? "▲ highest " : "▼ lowest "
+            html += side == .key ? "v·k</h5>" : "u·q</h5>"
             if !aggregates.isEmpty {
-                html += "<div class=\"aggs\">" + aggregates.map {
-                    "<span class=agg><span class=tok>\(HTML.token($0.token))</span><sub>×\($0.count) \(SVGCharts.number($0.meanScore))</sub></span> "
-                }.joined() + "</div>"
+                html += "<div class=aggs>"
+                for aggregate in aggregates {
+                    html += "<i><kbd>" + HTML.token(aggregate.token) + "</kbd><sub>×" + String(aggregate.count) + " "
+                        + SVGCharts.number(aggregate.meanScore) + "</sub></i> "
+                }
+                html += "</div>"
             }
-            var rows: [String] = []
-            for example in shown {
-                let context = prompts[example.promptRowID].map {
-                    Self.context(tokens: $0.tokens, position: example.position, score: example.score, maxScore: maxScore)
-                } ?? "<mark class=\"\(Self.scoreClass(example.score, maxScore))\">\(HTML.token(example.token))</mark>"
-                rows.append("<tr><td class=n>\(SVGCharts.number(example.score))<td class=pid>\(HTML.escape(example.promptID))"
-                    + "<td class=ctx>\(context)</tr>")
+            html += "<table class=ex>"
+            for (i, example) in shown.enumerated() {
+                if i == Self.visibleExamples {
+                    html += "</table><details><summary>\(shown.count - i) more</summary><table class=ex>"
+                }
+                html += "<tr><td>" + SVGCharts.number(example.score) + "<td>" + HTML.escape(example.promptID) + "<td>"
+                if let prompt = prompts[example.promptRowID] {
+                    Self.appendContext(prompt, position: example.position, score: example.score, maxScore: maxScore, to: &html)
+                } else {
+                    html += "<mark class=" + Self.scoreClass(example.score, maxScore) + ">" + HTML.token(example.token) + "</mark>"
+                }
+                html += "</tr>"
             }
-            let visible = rows.prefix(Self.visibleExamples), folded = rows.dropFirst(Self.visibleExamples)
-            html += "<table>" + visible.joined() + "</table>"
-            if !folded.isEmpty {
-                html += "<details><summary>\(folded.count) more</summary><table>" + folded.joined() + "</table></details>"
-            }
-            return html + "</div>"
+            html += shown.count > Self.visibleExamples ? "</table></details></div>" : "</table></div>"
         }
 
         /// The colour class of a score: `p1`…`p5` (positive) or `n1`…`n5`, by its share of the largest magnitude.
@@ -151,20 +171,26 @@ extension ReportPages {
             return (score < 0 ? "n" : "p") + String(level)
         }
 
-        /// `contextRadius` tokens either side of `position`, the token marked and coloured by its score. Byte-level
-        /// BPE and SentencePiece tokens carry their own spaces and are joined as they are; other tokens (WordPiece)
-        /// are joined with spaces.
-        static func context(tokens: [String], position: Int, score: Double, maxScore: Double) -> String {
-            guard tokens.indices.contains(position) else { return "" }
+        /// `contextRadius` tokens either side of `position`, the token marked and coloured by its score.
+        static func appendContext(_ prompt: PromptText, position: Int, score: Double, maxScore: Double,
+                                  to html: inout String) {
+            let tokens = prompt.tokens
+            guard tokens.indices.contains(position) else { return }
             let lower = max(0, position - contextRadius), upper = min(tokens.count, position + contextRadius + 1)
-            let carriesSpaces = tokens.contains { $0.hasPrefix("Ġ") || $0.hasPrefix(" ") || $0.hasPrefix("▁") || $0.contains("Ċ") }
-            var html = lower > 0 ? "<span class=el>…</span>" : ""
+            if lower > 0 { html += "<span class=el>…</span>" }
             for i in lower..<upper {
-                if i > lower, !carriesSpaces { html += " " }
-                let text = HTML.token(tokens[i])
-                html += i == position ? "<mark class=\(scoreClass(score, maxScore))>\(text)</mark>" : text
+                if i > lower, !prompt.carriesSpaces { html += " " }
+                if i == position {
+                    html += "<mark class="
+                    html += scoreClass(score, maxScore)
+                    html += ">"
+                    html += tokens[i]
+                    html += "</mark>"
+                } else {
+                    html += tokens[i]
+                }
             }
-            return html + (upper < tokens.count ? "<span class=el>…</span>" : "")
+            if upper < tokens.count { html += "<span class=el>…</span>" }
         }
     }
 }

@@ -26,7 +26,7 @@ enum ReportPages {
         return output
     }
 
-    static func percent(_ x: Double, digits: Int = 1) -> String { String(format: "%.\(digits)f%%", 100 * x) }
+    static func percent(_ x: Double, digits: Int = 1) -> String { SVGCharts.fixed(100 * x, digits: digits) + "%" }
 
     // MARK: Heatmaps
 
