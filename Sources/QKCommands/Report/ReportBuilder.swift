@@ -241,8 +241,8 @@ final class ReportBuilder {
                     var prompts: [Int64: ReportPages.PromptText] = [:]
                     while true {
                         guard let unit = queue.next() else { break }
-                        let cursor = try catalog.exportDecompositions(SearchFilters(
-                            model: plan.model.name, checkpoint: unit.checkpoint, layer: unit.layer, feature: options.feature))
+                        let records = try catalog.reportDecompositions(model: plan.model.name, checkpoint: unit.checkpoint,
+                                                                       layer: unit.layer, feature: options.feature)
                         var group: [DecompositionRecord] = []
                         var written = 0
                         func flush() throws {
@@ -250,7 +250,7 @@ final class ReportBuilder {
                             let cited = Set(group.flatMap { $0.components.flatMap { $0.examples.map(\.promptRowID) } })
                             let missing = cited.subtracting(prompts.keys)
                             if !missing.isEmpty {
-                                for (row, prompt) in try cursor.prompts(missing) { prompts[row] = ReportPages.PromptText(prompt) }
+                                for (row, prompt) in try catalog.promptContexts(missing) { prompts[row] = ReportPages.PromptText(prompt) }
                             }
                             let page = ReportPages.HeadPage(plan: plan, checkpoint: unit.checkpoint, layer: first.layer, head: first.head,
                                                             kvHead: first.kvHead, decompositions: group,
@@ -264,7 +264,7 @@ final class ReportBuilder {
                             written += 1
                             group.removeAll(keepingCapacity: true)
                         }
-                        while let record = try cursor.next() {
+                        for record in records {
                             if let first = group.first, first.head != record.head { try flush() }
                             group.append(record)
                         }

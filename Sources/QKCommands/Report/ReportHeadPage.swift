@@ -5,12 +5,15 @@ import QKStore
 extension ReportPages {
     /// A cited prompt's tokens, displayed and escaped once for every page that shows it.
     struct PromptText: Sendable {
+        /// The prompt's id, escaped.
+        var id: String
         var tokens: [String]
         /// Byte-level BPE and SentencePiece tokens carry their own spaces and are joined as they are; others
         /// (WordPiece) are joined with spaces.
         var carriesSpaces: Bool
 
         init(_ prompt: PromptContext) {
+            id = HTML.escape(prompt.promptID)
             tokens = prompt.tokens.map(HTML.token)
             carriesSpaces = prompt.tokens.contains { $0.hasPrefix("Ġ") || $0.hasPrefix(" ") || $0.hasPrefix("▁") || $0.contains("Ċ") }
         }
@@ -153,8 +156,9 @@ extension ReportPages {
                 if i == Self.visibleExamples {
                     html += "</table><details><summary>\(shown.count - i) more</summary><table class=ex>"
                 }
-                html += "<tr><td>" + SVGCharts.number(example.score) + "<td>" + HTML.escape(example.promptID) + "<td>"
-                if let prompt = prompts[example.promptRowID] {
+                let prompt = prompts[example.promptRowID]
+                html += "<tr><td>" + SVGCharts.number(example.score) + "<td>" + (prompt?.id ?? HTML.escape(example.promptID)) + "<td>"
+                if let prompt {
                     Self.appendContext(prompt, position: example.position, score: example.score, maxScore: maxScore, to: &html)
                 } else {
                     html += "<mark class=" + Self.scoreClass(example.score, maxScore) + ">" + HTML.token(example.token) + "</mark>"
