@@ -91,6 +91,13 @@ def assert_clean(page, site):
     assert page.dialogs() == []
 
 
+VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"]
+
+
+def rgb(hex_colour):
+    return "rgb({}, {}, {})".format(*(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)))
+
+
 def check_screenshot(page, name, tmp_path, full_page=False):
     """Writes the screenshot; compares it with the committed one (same width, similar size, not blank)."""
     update = os.environ.get("QKCAT_UPDATE_SCREENSHOTS")
@@ -113,14 +120,17 @@ def test_index_heatmaps_search_and_no_network(browser, minilm_site, tmp_path):
     cells = page.evaluate("Array.from(document.querySelectorAll('svg.heatmap')).map("
                           "s => [s.querySelectorAll('rect.cell').length, s.querySelectorAll('a > rect.cell').length])")
     assert cells == [[72, 72], [72, 72]]
-    # Cells are coloured by the metric chosen with the radio buttons (CSS only).
-    fill = "getComputedStyle(document.querySelector('svg.heatmap rect.cell[class*=\"m2q\"]')).fill"
-    sigma_fill = page.evaluate(fill)
+    check_screenshot(page, "report-index.png", tmp_path)
+    # Cells are coloured by the metric chosen with the radio buttons (CSS only): σ₁ first, then rank.
+    first_cell = "document.querySelector('svg.heatmap rect.cell')"
+    classes = page.evaluate(f"{first_cell}.getAttribute('class')").split()
+    bins = {c[:2]: int(c[3:]) for c in classes if c[:2] in ("m0", "m2")}
+    assert page.evaluate(f"getComputedStyle({first_cell}).fill") == rgb(VIRIDIS[bins["m0"]])
     page.evaluate("document.querySelector('.hm label[for$=\"-2\"]').click()")
     assert page.evaluate("document.querySelector('.hm input.r2').checked") is True
+    assert page.evaluate(f"getComputedStyle({first_cell}).fill") == rgb(VIRIDIS[bins["m2"]])
     assert page.evaluate("getComputedStyle(document.querySelector('.hm .legend.lg2')).display") == "flex"
-    assert sigma_fill.startswith("rgb")
-    check_screenshot(page, "report-index.png", tmp_path)
+    assert page.evaluate("getComputedStyle(document.querySelector('.hm .legend.lg0')).display") == "none"
     # Search: every result names horse in its label or top tokens, and links to an existing head page.
     page.evaluate("const i = document.getElementById('search'); i.value = 'horse'; i.dispatchEvent(new Event('input'))")
     results = page.evaluate("Array.from(document.querySelectorAll('#results li a')).map(a => [a.parentNode.textContent, a.getAttribute('href')])")

@@ -89,7 +89,9 @@ enum ReportPages {
 
     static func indexPage(_ sections: [ModelSection], catalogPath: String, options: ReportOptions,
                           searchIndexed: Int, searchTotal: Int) -> String {
-        var body = "<h1>qkcat report</h1><p class=\"sub\">Query–key features of <code>\(HTML.escape(catalogPath))</code>"
+        let catalogName = URL(fileURLWithPath: catalogPath).lastPathComponent
+        var body = "<h1>qkcat report</h1><p class=\"sub\">Query–key features of <code title=\"\(HTML.escape(catalogPath))\">"
+            + "\(HTML.escape(catalogName))</code>"
         var scope: [String] = []
         if let model = options.model { scope.append("model " + model) }
         if let checkpoint = options.checkpoint { scope.append("checkpoint " + checkpoint) }
