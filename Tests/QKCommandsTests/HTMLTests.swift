@@ -47,3 +47,24 @@ struct HTMLTests {
         #expect(!html.contains("http://") && !html.contains("https://"))
     }
 }
+
+@Suite("SVG charts")
+struct SVGChartsTests {
+    @Test("numbers as %.Nf would write them")
+    func fixed() {
+        for (x, digits) in [(0.0, 3), (5.4004, 3), (-1.2345, 2), (-0.0004, 3), (99.95, 1), (123456.4, 0), (-7.0, 0), (0.6, 0)] {
+            #expect(SVGCharts.fixed(x, digits: digits) == String(format: "%.\(digits)f", x).replacingOccurrences(of: "-0.000", with: "0.000"),
+                    "\(x) \(digits)")
+        }
+        #expect(SVGCharts.number(5.8649) == "5.865" && SVGCharts.number(21.81) == "21.8" && SVGCharts.number(162.7) == "163")
+        #expect(SVGCharts.number(.nan) == "–")
+    }
+
+    @Test("a spectrum marks its rank; the tail is one path")
+    func spectrum() {
+        let svg = SVGCharts.spectrum([4, 2, 1, 0.5, 0.1], rank: 2, energy: 0.99)
+        #expect(svg.components(separatedBy: "<rect class=\"kept\"").count - 1 == 2)
+        #expect(svg.components(separatedBy: "<path class=\"rest\"").count - 1 == 1)
+        #expect(svg.contains("rank 2 · 99% of Σσ²"))
+    }
+}

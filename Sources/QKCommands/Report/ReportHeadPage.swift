@@ -146,8 +146,13 @@ extension ReportPages {
             if !aggregates.isEmpty {
                 html += "<div class=aggs>"
                 for aggregate in aggregates {
-                    html += "<i><kbd>" + HTML.token(aggregate.token) + "</kbd><sub>×" + String(aggregate.count) + " "
-                        + SVGCharts.number(aggregate.meanScore) + "</sub></i> "
+                    html += "<i><kbd>"
+                    html += HTML.token(aggregate.token)
+                    html += "</kbd><sub>×"
+                    html += String(aggregate.count)
+                    html += " "
+                    html += SVGCharts.number(aggregate.meanScore)
+                    html += "</sub></i> "
                 }
                 html += "</div>"
             }
@@ -157,7 +162,11 @@ extension ReportPages {
                     html += "</table><details><summary>\(shown.count - i) more</summary><table class=ex>"
                 }
                 let prompt = prompts[example.promptRowID]
-                html += "<tr><td>" + SVGCharts.number(example.score) + "<td>" + (prompt?.id ?? HTML.escape(example.promptID)) + "<td>"
+                html += "<tr><td>"
+                html += SVGCharts.number(example.score)
+                html += "<td>"
+                html += prompt?.id ?? HTML.escape(example.promptID)
+                html += "<td>"
                 if let prompt {
                     Self.appendContext(prompt, position: example.position, score: example.score, maxScore: maxScore, to: &html)
                 } else {
