@@ -15,7 +15,7 @@ TRAJECTORY_LAYER := 1
 TRAJECTORY_HEAD := 0
 TORCH_VERSION := 2.13.*
 
-.PHONY: all build release demo test test-swift test-python test-package bench deps clean
+.PHONY: all build release demo test test-swift test-python test-package bench deps browser screenshots clean
 
 all: build
 
@@ -24,6 +24,13 @@ deps:
 	@if ! pkg-config --exists sqlite3 2>/dev/null; then \
 		echo "Installing libsqlite3-dev and pkg-config (apt-get)"; \
 		apt-get update -qq >/dev/null && apt-get install -y -qq libsqlite3-dev pkg-config >/dev/null; \
+	fi
+
+# Headless Chromium for the report's browser tests (Debian's chromium package).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "Installing chromium (apt-get)"; \
+		apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 build: deps
@@ -43,6 +50,7 @@ demo: release
 	@for step in $(TRAJECTORY)/step*/; do $(QKCAT) ingest $$step --db $(DEMO_DB) --quiet || exit 1; done
 	$(QKCAT) trajectory --db $(DEMO_DB) --model $(TRAJECTORY_MODEL) --layer $(TRAJECTORY_LAYER) --head $(TRAJECTORY_HEAD) --feature category
 	$(QKCAT) compare --db $(DEMO_DB) --model $(TRAJECTORY_MODEL) --from step0 --to $(TRAJECTORY_LAST) --feature category
+	$(QKCAT) report --db $(DEMO_DB) --out Examples/demo-report
 
 test: deps test-swift test-python test-package
 
@@ -63,8 +71,12 @@ $(PY_STAMP): python/pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps --target $(VENV)/transformer-lens-3 "transformer-lens==3.9.*" better-abc
 	touch $@
 
-test-python: $(PY_STAMP)
-	cd python && QKCAT_BIN=.build/debug/qkcat HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
+test-python: $(PY_STAMP) browser
+	cd python && QKCAT_BIN=.build/debug/qkcat QKCAT_REQUIRE_BROWSER=1 HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
+
+# Rewrites docs/report-index.png and docs/report-head.png from the bundled example (after `swift build`).
+screenshots: $(PY_STAMP) browser
+	cd python && QKCAT_BIN=.build/debug/qkcat QKCAT_UPDATE_SCREENSHOTS=1 ../$(VENV)/bin/python -m pytest -q tests/test_report_browser.py
 
 # A package depending on qkcat by version (not by path) builds its libraries: no unsafe build flags.
 test-package: deps

@@ -76,6 +76,9 @@ python3 Benchmarks/label_sequence.py .build/release/qkcat "$OUT/minilm.sqlite" 6
 # Attribution over every prompt and head of the 2000-prompt capture (issue 5).
 "$BENCH" attribute "$OUT/capture-2000" --db "$OUT/attribute.sqlite" --repeat "$REPEAT" | record
 
+# The HTML report of a 3 × 32 × 32 catalog (98,304 components): the whole `qkcat report`, pages and sizes.
+"$BENCH" report "$OUT/report" | record
+
 # The Python capture writer (issue 6): MB/s and peak memory at two prompt counts (a text table).
 PYTHONPATH=python python3 Benchmarks/capture_writer_bench.py --prompts 500,2000 --repeats "$REPEAT" | tee "$OUT/capture_writer.txt"
 

@@ -120,6 +120,8 @@ do {
         emit(try labelSequenceBenchmark(path: arguments[1], count: option("count", arguments, default: 1000)))
     case "ingest-store":    // DIR holding (or receiving) the 2000-prompt synthetic capture
         emit(try ingestStoreBenchmark(directory: arguments[1], perValue: arguments.contains("--per-value")))
+    case "report":          // DIR holding (or receiving) the 3 × 32 × 32 synthetic catalog and the site
+        emit(try reportBenchmark(directory: URL(fileURLWithPath: arguments[1])))
     case "svd":
         let results = svdBenchmark()
         emit(["step": "svd", "median_ms": Dictionary(uniqueKeysWithValues: results.map { (String($0.size), $0.medianMilliseconds) })])

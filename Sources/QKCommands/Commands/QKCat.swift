@@ -33,6 +33,7 @@ public enum QKCat {
             SimilarCommand.command,
             // attribute (issue 5)
             Attribute.command,
+            ReportCommand.command,
         ]
     }
 }
