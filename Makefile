@@ -7,7 +7,7 @@ DEMO_CAPTURE := Examples/minilm/capture
 QKCAT := .build/release/qkcat
 PY_STAMP := $(VENV)/.qkcapture-deps
 
-.PHONY: all build release demo test test-swift test-python bench deps clean
+.PHONY: all build release demo test test-swift test-python test-sanitizers fuzz bench deps clean
 
 all: build
 
@@ -50,6 +50,12 @@ test-python: $(PY_STAMP)
 
 bench: deps
 	Benchmarks/run.sh
+
+# libFuzzer over the capture parsers, the JSON parser and the argument parser, FUZZ_SECONDS (default 600) per
+# target, one target after another; see Fuzz/README.md.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
 
 clean:
 	rm -rf .build $(VENV)

@@ -165,8 +165,12 @@ enum CaptureHeaderParser {
     static let positionalKinds = ["post-rope", "pre-rope", "none"]
 
     static func parse(_ url: URL) throws(EngineError) -> CaptureHeader {
+        try parse(contents: readWholeFile(url, displayName: CaptureReader.headerFileName))
+    }
+
+    /// Validates the bytes of a `capture.json`.
+    static func parse(contents data: [UInt8]) throws(EngineError) -> CaptureHeader {
         let file = CaptureReader.headerFileName
-        let data = try readWholeFile(url, displayName: file)
         let root: JSONValue
         do {
             root = try JSONParser.parse(data)
