@@ -39,6 +39,14 @@ test-swift:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel
 
+# The Swift tests under AddressSanitizer, then under ThreadSanitizer (the engine runs worker threads); each in its
+# own build folder, so the normal debug build stays as it is.
+test-sanitizers: deps
+	$(SWIFT) build --build-tests --sanitize=address --build-path .build-asan
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --skip-build --sanitize=address --build-path .build-asan --parallel
+	$(SWIFT) build --build-tests --sanitize=thread --build-path .build-tsan
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --build-path .build-tsan --parallel
+
 $(PY_STAMP): python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q ./python pytest tokenizers

@@ -39,17 +39,28 @@ public final class Database {
         var opened: OpaquePointer?
         let code = sqlite3_open_v2(path, &opened, flags | SQLITE_OPEN_NOMUTEX, nil)
         guard code == SQLITE_OK, let opened else {
-            let message = opened.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(code))
-            let extended = opened.map { sqlite3_extended_errcode($0) } ?? code
+            let systemError = opened.map { sqlite3_system_errno($0) } ?? 0
             sqlite3_close_v2(opened)
-            throw .sqlite(code: extended, message: "\(message) (\(path))", sql: nil)
+            if systemError == ENOSPC || systemError == EDQUOT { throw .diskFull(path: path) }
+            let reason = systemError != 0 ? String(cString: strerror(systemError)) : String(cString: sqlite3_errstr(code))
+            throw .cannotOpen(path: path, reason: reason)
         }
         self.path = path
         self.isReadOnly = mode == .readOnly
         self.handle = opened
+        self.busyTimeoutMilliseconds = max(0, busyTimeoutMilliseconds)
         sqlite3_extended_result_codes(handle, 1)
-        try check(sqlite3_busy_timeout(handle, busyTimeoutMilliseconds), sql: nil)
+        try check(sqlite3_busy_timeout(handle, self.busyTimeoutMilliseconds), sql: nil)
         try execute("PRAGMA foreign_keys = ON")
+    }
+
+    /// How long a statement waits for another connection's lock before failing with `StoreError.locked`.
+    public private(set) var busyTimeoutMilliseconds: Int32
+
+    /// Changes how long statements wait for another connection's lock.
+    public func setBusyTimeout(milliseconds: Int32) throws(StoreError) {
+        busyTimeoutMilliseconds = max(0, milliseconds)
+        try check(sqlite3_busy_timeout(handle, busyTimeoutMilliseconds), sql: nil)
     }
 
     deinit {
@@ -64,11 +75,54 @@ public final class Database {
         case SQLITE_OK, SQLITE_ROW, SQLITE_DONE:
             return code
         default:
-            let message = String(cString: sqlite3_errmsg(handle))
             // The connection's extended code is the precise one; fall back to the code itself.
             let extended = sqlite3_extended_errcode(handle)
-            throw .sqlite(code: (extended & 0xff) == (code & 0xff) ? extended : code, message: message, sql: sql)
+            throw error(code: (extended & 0xff) == (code & 0xff) ? extended : code,
+                        message: String(cString: sqlite3_errmsg(handle)), sql: sql)
         }
+    }
+
+    /// The typed error for a failed result code. What is wrong with the file itself (a full disk, damage, not
+    /// a database at all, another writer's lock) is said in those words; the rest keeps SQLite's code and message.
+    func error(code: Int32, message: String, sql: String?) -> StoreError {
+        let systemError = sqlite3_system_errno(handle)
+        let noSpace = systemError == ENOSPC || systemError == EDQUOT
+        switch code & 0xff {
+        case SQLITE_FULL:
+            return .diskFull(path: path)
+        case SQLITE_IOERR where noSpace, SQLITE_CANTOPEN where noSpace:
+            return .diskFull(path: path)
+        case SQLITE_CORRUPT:
+            return .damaged(path: path, detail: message)
+        case SQLITE_NOTADB:
+            return .notADatabase(path: path)
+        case SQLITE_BUSY:
+            return .locked(path: path, holder: WriteLock.holder(ofDatabaseAt: path), waitedMilliseconds: Int(busyTimeoutMilliseconds))
+        default:
+            return .sqlite(code: code, message: message, sql: sql)
+        }
+    }
+
+    /// Refuses a file shorter than its own header says (a truncated copy), before anything reads or writes the
+    /// missing pages: SQLite would read them as zeros, and a write could land before a read noticed.
+    ///
+    /// The header's page count is trusted only when SQLite marks it valid; a write-ahead log with frames in it
+    /// may legitimately hold pages beyond the file's end (a checkpoint cut short), so then nothing is concluded.
+    public func checkLength() throws(StoreError) {
+        guard let file = FileHandle(forReadingAtPath: path) else { return }
+        defer { try? file.close() }
+        guard let header = try? file.read(upToCount: 100), header.count == 100,
+              header.starts(with: Array("SQLite format 3\0".utf8)),
+              let fileSize = try? file.seekToEnd() else { return }
+        func bigEndian(_ offset: Int, _ count: Int) -> Int {
+            header[offset..<(offset + count)].reduce(0) { $0 << 8 | Int($1) }
+        }
+        let pageSize = bigEndian(16, 2) == 1 ? 65536 : bigEndian(16, 2)
+        let pageCount = bigEndian(28, 4)
+        guard bigEndian(24, 4) == bigEndian(92, 4), pageCount > 0, UInt64(pageCount * pageSize) > fileSize else { return }
+        let logSize = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? UInt64) ?? 0
+        guard logSize <= 32 else { return }
+        throw .damaged(path: path, detail: "the file holds \(fileSize) bytes, its header counts \(pageCount) pages of \(pageSize) bytes")
     }
 
     /// Turns on the write-ahead log and checks that SQLite reports it on.
@@ -94,7 +148,7 @@ public final class Database {
         if code != SQLITE_OK {
             let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(handle))
             sqlite3_free(errorMessage)
-            throw .sqlite(code: sqlite3_extended_errcode(handle), message: message, sql: sql)
+            throw error(code: sqlite3_extended_errcode(handle), message: message, sql: sql)
         }
     }
 
@@ -366,5 +420,40 @@ public enum Float32Blob {
 
     public static func decode(_ data: Data) -> [Float] {
         data.withUnsafeBytes { decode($0) }
+    }
+}
+
+/// Who holds the write lock of a database in WAL mode, for the message of a writer that gave up waiting.
+///
+/// SQLite takes its WAL locks as POSIX record locks on bytes 120… of the `-shm` file (the write lock on byte
+/// 120, checkpoint 121, recovery 122); `F_GETLK` tells which process holds one. A lock held by another
+/// connection of this same process is invisible to `F_GETLK`.
+enum WriteLock {
+    static let firstLockByte: off_t = 120
+
+    /// "pid 1234: qkcat ingest …" for the process holding the write, checkpoint or recovery lock, if any.
+    static func holder(ofDatabaseAt path: String) -> String? {
+        let descriptor = open(path + "-shm", O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        for offset in firstLockByte..<(firstLockByte + 3) {
+            var lock = flock()
+            lock.l_type = Int16(F_RDLCK)
+            lock.l_whence = Int16(SEEK_SET)
+            lock.l_start = offset
+            lock.l_len = 1
+            guard fcntl(descriptor, F_GETLK, &lock) == 0, lock.l_type != Int16(F_UNLCK), lock.l_pid > 0 else { continue }
+            return describe(process: lock.l_pid)
+        }
+        return nil
+    }
+
+    /// "pid N: its command line" (the command line cut to 120 characters), or "pid N" when it cannot be read.
+    static func describe(process pid: pid_t) -> String {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else { return "pid \(pid)" }
+        var words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        if let program = words.first { words[0] = (program as NSString).lastPathComponent }
+        let line = words.joined(separator: " ")
+        return "pid \(pid): " + (line.count <= 120 ? line : String(line.prefix(119)) + "…")
     }
 }

@@ -57,8 +57,25 @@ enum Shared {
         invocation.optionalString("db") ?? invocation.environment["QKCAT_DB"].flatMap { $0.isEmpty ? nil : $0 } ?? "qkcat.sqlite"
     }
 
-    /// Opens the catalog; a read command refuses to create one that does not exist.
+    /// How long a command waits for another writer's lock: `$QKCAT_BUSY_TIMEOUT` seconds, else 10 minutes (an
+    /// ingest holds the lock while it computes; two ingests at once run one after the other).
+    static func busyTimeoutMilliseconds(_ invocation: Invocation) throws -> Int32 {
+        guard let text = invocation.environment["QKCAT_BUSY_TIMEOUT"], !text.isEmpty else { return 600_000 }
+        guard let seconds = Double(text), seconds >= 0, seconds <= 86_400 else {
+            throw CommandError.failure("QKCAT_BUSY_TIMEOUT must be a number of seconds from 0 to 86400, got '\(text)'")
+        }
+        return Int32(seconds * 1000)
+    }
+
+    /// Opens the catalog, waiting `busyTimeoutMilliseconds` for other writers; a read command refuses to create
+    /// one that does not exist.
     static func openCatalog(_ invocation: Invocation, readOnly: Bool) throws -> Catalog {
+        let catalog = try openCatalogFile(invocation, readOnly: readOnly)
+        try catalog.database.setBusyTimeout(milliseconds: busyTimeoutMilliseconds(invocation))
+        return catalog
+    }
+
+    private static func openCatalogFile(_ invocation: Invocation, readOnly: Bool) throws -> Catalog {
         let path = catalogPath(invocation)
         if readOnly, !FileManager.default.fileExists(atPath: path) {
             throw CommandError.failure("no catalog at \(path) (create one with 'qkcat ingest CAPTURE_DIR --db \(path)')")
@@ -70,7 +87,12 @@ enum Shared {
             // A catalog from an earlier qkcat: upgrade it (each migration is one transaction), then read. A file we
             // may not write keeps the error that says so.
             guard readOnly, case let .outdatedCatalog(_, found, current) = error else { throw error }
-            do { _ = try Catalog.open(path: path) } catch _ { throw error }
+            do { _ = try Catalog.open(path: path) } catch let upgradeError {
+                switch upgradeError {
+                case .diskFull, .locked, .damaged: throw upgradeError
+                default: throw error
+                }
+            }
             invocation.stderr.write("qkcat: upgraded \(path) from catalog schema version \(found) to \(current)\n")
             return try Catalog.open(path: path, readOnly: true)
         }
