@@ -103,28 +103,6 @@ public final class Database {
         }
     }
 
-    /// Refuses a file shorter than its own header says (a truncated copy), before anything reads or writes the
-    /// missing pages: SQLite would read them as zeros, and a write could land before a read noticed.
-    ///
-    /// The header's page count is trusted only when SQLite marks it valid; a write-ahead log with frames in it
-    /// may legitimately hold pages beyond the file's end (a checkpoint cut short), so then nothing is concluded.
-    public func checkLength() throws(StoreError) {
-        guard let file = FileHandle(forReadingAtPath: path) else { return }
-        defer { try? file.close() }
-        guard let header = try? file.read(upToCount: 100), header.count == 100,
-              header.starts(with: Array("SQLite format 3\0".utf8)),
-              let fileSize = try? file.seekToEnd() else { return }
-        func bigEndian(_ offset: Int, _ count: Int) -> Int {
-            header[offset..<(offset + count)].reduce(0) { $0 << 8 | Int($1) }
-        }
-        let pageSize = bigEndian(16, 2) == 1 ? 65536 : bigEndian(16, 2)
-        let pageCount = bigEndian(28, 4)
-        guard bigEndian(24, 4) == bigEndian(92, 4), pageCount > 0, UInt64(pageCount * pageSize) > fileSize else { return }
-        let logSize = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? UInt64) ?? 0
-        guard logSize <= 32 else { return }
-        throw .damaged(path: path, detail: "the file holds \(fileSize) bytes, its header counts \(pageCount) pages of \(pageSize) bytes")
-    }
-
     /// Turns on the write-ahead log and checks that SQLite reports it on.
     public func enableWriteAheadLog() throws(StoreError) {
         let mode = try scalarText("PRAGMA journal_mode = WAL") ?? ""
@@ -426,34 +404,35 @@ public enum Float32Blob {
 /// Who holds the write lock of a database in WAL mode, for the message of a writer that gave up waiting.
 ///
 /// SQLite takes its WAL locks as POSIX record locks on bytes 120… of the `-shm` file (the write lock on byte
-/// 120, checkpoint 121, recovery 122); `F_GETLK` tells which process holds one. A lock held by another
-/// connection of this same process is invisible to `F_GETLK`.
+/// 120, checkpoint 121, recovery 122). They are found in `/proc/locks` by the file's inode, never by opening the
+/// file: closing any descriptor of a file drops every POSIX lock this process holds on it, SQLite's included.
 enum WriteLock {
-    static let firstLockByte: off_t = 120
+    static let lockBytes = 120...122
 
-    /// "pid 1234: qkcat ingest …" for the process holding the write, checkpoint or recovery lock, if any.
+    /// "pid 1234: qkcat ingest …" for another process holding the write, checkpoint or recovery lock, if any.
     static func holder(ofDatabaseAt path: String) -> String? {
-        let descriptor = open(path + "-shm", O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        for offset in firstLockByte..<(firstLockByte + 3) {
-            var lock = flock()
-            lock.l_type = Int16(F_RDLCK)
-            lock.l_whence = Int16(SEEK_SET)
-            lock.l_start = offset
-            lock.l_len = 1
-            guard fcntl(descriptor, F_GETLK, &lock) == 0, lock.l_type != Int16(F_UNLCK), lock.l_pid > 0 else { continue }
-            return describe(process: lock.l_pid)
+        var status = stat()
+        guard stat(path + "-shm", &status) == 0,
+              let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return nil }
+        let inode = ":\(status.st_ino)"
+        for line in locks.split(separator: "\n") {
+            // "3: POSIX  ADVISORY  WRITE 27099 fe:00:16236784 120 120"
+            let fields = line.split(separator: " ")
+            guard fields.count >= 8, fields[1] == "POSIX", fields[3] == "WRITE", fields[5].hasSuffix(inode),
+                  let pid = pid_t(fields[4]), pid != getpid(), let start = Int(fields[6]),
+                  lockBytes.contains(start) || (start < lockBytes.lowerBound && (Int(fields[7]) ?? Int.max) >= lockBytes.lowerBound)
+            else { continue }
+            return describe(process: pid)
         }
         return nil
     }
 
-    /// "pid N: its command line" (the command line cut to 120 characters), or "pid N" when it cannot be read.
+    /// "pid N: its command line" (cut to 240 characters), or "pid N" when it cannot be read.
     static func describe(process pid: pid_t) -> String {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else { return "pid \(pid)" }
         var words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         if let program = words.first { words[0] = (program as NSString).lastPathComponent }
         let line = words.joined(separator: " ")
-        return "pid \(pid): " + (line.count <= 120 ? line : String(line.prefix(119)) + "…")
+        return "pid \(pid): " + (line.count <= 240 ? line : String(line.prefix(239)) + "…")
     }
 }

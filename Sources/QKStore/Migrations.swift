@@ -30,7 +30,6 @@ public enum Migrator {
 
     /// Refuses catalogs written by a newer build and files that are not catalogs, without writing.
     public static func checkCompatible(_ database: Database) throws(StoreError) -> Int {
-        try database.checkLength()
         let found = try version(of: database)
         if found > currentVersion {
             throw .newerCatalog(path: database.path, found: found, supported: currentVersion)
