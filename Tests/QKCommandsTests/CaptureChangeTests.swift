@@ -30,22 +30,15 @@ struct CaptureChangeTests {
 
     @Test("a tensor file truncated while an ingest reads it: an error naming it, not a crash, and nothing stored")
     func truncatedDuringIngest() throws {
-        let root = try TemporaryDirectory()
-        let first = try writeCapture(syntheticSpec(prompts: 40), in: root, name: "first")
-        let slow = try writeCapture(slowCaptureSpec(), in: root, name: "slow")
-        let db = root.path("catalog.sqlite").path
-        #expect(qkcat(["ingest", first.path, "--db", db, "-q"]).code == 0)
-        let before = try CatalogSnapshot.take(db)
-
-        let ingest = try QKCatProcess(["ingest", slow.path, "--db", db, "--threads", "1", "-q"])
-        #expect(try waitForWriteLock(db, heldBy: ingest), "the ingest never started writing")
-        truncate(slow.appendingPathComponent("activations.safetensors").path, 4096)
+        let catalog = try BusyCatalog()
+        let ingest = try catalog.startSlowIngest()
+        truncate(catalog.slow.appendingPathComponent("activations.safetensors").path, 4096)
         let result = ingest.wait()
         #expect(result.code == 1, "\(result.err)")
         #expect(result.err.hasPrefix("Error: activations.safetensors: changed while it was being read: it was "), "\(result.err)")
         #expect(result.err.hasSuffix(" bytes when opened and is now 4096 bytes; a capture must not change during an ingest\n"))
-        let after = try CatalogSnapshot.take(db)
+        let after = try CatalogSnapshot.take(catalog.db)
         #expect(after.integrity == "ok")
-        #expect(after.content == before.content)
+        #expect(after.content == catalog.before.content)
     }
 }

@@ -43,9 +43,9 @@ func slowCaptureSpec() -> SyntheticCaptureSpec {
 
 /// Waits until some connection holds the write lock of `db` for 200 ms on end (true), or `process` ended first
 /// (false). Opening a catalog takes the lock for a moment (recovering the write-ahead log): that does not count.
-func waitForWriteLock(_ db: String, heldBy process: QKCatProcess) throws -> Bool {
+func waitForWriteLock(_ db: String, heldBy process: Process) throws -> Bool {
     var heldSince: Date?
-    for _ in 0..<30_000 where process.process.isRunning {
+    for _ in 0..<30_000 where process.isRunning {
         var held = false
         if FileManager.default.fileExists(atPath: db) {
             let probe = try Database(path: db, mode: .readWrite, busyTimeoutMilliseconds: 0)
@@ -61,6 +61,31 @@ func waitForWriteLock(_ db: String, heldBy process: QKCatProcess) throws -> Bool
         usleep(5000)
     }
     return false
+}
+
+/// A catalog holding one small capture, and a slow capture whose ingest holds the write lock for seconds.
+struct BusyCatalog {
+    let root: TemporaryDirectory
+    let db: String
+    let slow: URL
+    /// Every row of the catalog before the slow ingest.
+    let before: (content: String, integrity: String)
+
+    init() throws {
+        root = try TemporaryDirectory()
+        let first = try writeCapture(syntheticSpec(prompts: 60), in: root, name: "first")
+        slow = try writeCapture(slowCaptureSpec(), in: root, name: "slow")
+        db = root.path("catalog.sqlite").path
+        #expect(qkcat(["ingest", first.path, "--db", db, "-q"]).code == 0)
+        before = try CatalogSnapshot.take(db)
+    }
+
+    /// Starts ingesting the slow capture on one thread; returns once it holds the write lock.
+    func startSlowIngest() throws -> QKCatProcess {
+        let ingest = try QKCatProcess(["ingest", slow.path, "--db", db, "--threads", "1", "-q"])
+        #expect(try waitForWriteLock(db, heldBy: ingest.process), "the ingest never started writing")
+        return ingest
+    }
 }
 
 /// Several writers on one catalog at once: each succeeds or waits for the others; none loses or corrupts a
@@ -101,14 +126,9 @@ struct ConcurrentWritersTests {
 
     @Test("labels and searches in a loop while an ingest runs: searches answer, labels wait, none is lost")
     func labelAndSearchDuringAnIngest() throws {
-        let root = try TemporaryDirectory()
-        let first = try writeCapture(syntheticSpec(prompts: 60), in: root, name: "first")
-        let slow = try writeCapture(slowCaptureSpec(), in: root, name: "slow")
-        let db = root.path("catalog.sqlite").path
-        #expect(qkcat(["ingest", first.path, "--db", db, "-q"]).code == 0)
-
-        let ingest = try QKCatProcess(["ingest", slow.path, "--db", db, "--threads", "1", "-q"])
-        #expect(try waitForWriteLock(db, heldBy: ingest), "the ingest never started writing")
+        let catalog = try BusyCatalog()
+        let db = catalog.db
+        let ingest = try catalog.startSlowIngest()
         // Searches in a loop on another thread for as long as the ingest runs; labels in a loop here.
         let searches = Mutex<(count: Int, failures: [String])>((0, []))
         let searching = DispatchGroup()
@@ -137,11 +157,11 @@ struct ConcurrentWritersTests {
         #expect(result.code == 0, "\(result.err)")
         #expect(searchCount > 0)
         #expect(try Self.humanLabels(db) == written)
-        let catalog = try Catalog.open(path: db, readOnly: true)
-        #expect(try catalog.listCaptures().count == 2)
-        #expect(try catalog.database.scalarText("PRAGMA integrity_check") == "ok")
+        let reader = try Catalog.open(path: db, readOnly: true)
+        #expect(try reader.listCaptures().count == 2)
+        #expect(try reader.database.scalarText("PRAGMA integrity_check") == "ok")
         for (component, text) in written {
-            #expect(try catalog.search(text, limit: 5).contains { $0.id == Int64(component) })
+            #expect(try reader.search(text, limit: 5).contains { $0.id == Int64(component) })
         }
     }
 
@@ -177,16 +197,10 @@ struct ConcurrentWritersTests {
 
     @Test("a writer kept waiting past its timeout is told which process holds the lock")
     func lockHolderNamed() throws {
-        let root = try TemporaryDirectory()
-        let first = try writeCapture(syntheticSpec(prompts: 60), in: root, name: "first")
-        let slow = try writeCapture(slowCaptureSpec(), in: root, name: "slow")
-        let db = root.path("catalog.sqlite").path
-        #expect(qkcat(["ingest", first.path, "--db", db, "-q"]).code == 0)
-        let before = try CatalogSnapshot.take(db)
-
-        let ingest = try QKCatProcess(["ingest", slow.path, "--db", db, "--threads", "1", "-q"])
+        let catalog = try BusyCatalog()
+        let db = catalog.db
+        let ingest = try catalog.startSlowIngest()
         defer { if ingest.process.isRunning { kill(ingest.pid, SIGKILL) } }
-        #expect(try waitForWriteLock(db, heldBy: ingest), "the ingest never started writing")
         let label = try QKCatProcess(["label", "1", "impatient", "--db", db], environment: ["QKCAT_BUSY_TIMEOUT": "0.5"]).wait()
         let stillRunning = ingest.process.isRunning
         kill(ingest.pid, SIGKILL)
@@ -195,11 +209,11 @@ struct ConcurrentWritersTests {
         #expect(stillRunning, "the ingest ended before the label gave up: make the slow capture slower")
         #expect(label.code == 1)
         #expect(label.err.hasPrefix("Error: \(db): the catalog's write lock is held by another writer (pid \(ingest.pid): "
-            + "qkcat ingest \(slow.path) "), "\(label.err)")
+            + "qkcat ingest \(catalog.slow.path) "), "\(label.err)")
         #expect(label.err.hasSuffix("and was not released within 0.5 s; run the command again when that one has finished\n"))
         let after = try CatalogSnapshot.take(db)
         #expect(after.integrity == "ok")
-        #expect(after.content == before.content)
+        #expect(after.content == catalog.before.content)
         #expect(qkcat(["label", "1", "patient", "--db", db]).code == 0)
     }
 }

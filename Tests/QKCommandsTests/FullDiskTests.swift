@@ -137,17 +137,8 @@ struct FullDiskTests {
             // A schema-version-1 catalog whose 20,000 example rows migration 2 must rewrite.
             let database = try Database(path: db)
             try database.enableWriteAheadLog()
-            try Migrator.migrate(database, upTo: 1)
+            try LegacyCatalog.writeVersion1(database, model: "old/model")
             try database.execute("""
-                INSERT INTO models VALUES (1, 'old/model', 1, 1, 1, 2);
-                INSERT INTO checkpoints VALUES (1, 1, 'main', 9223372036854775807);
-                INSERT INTO captures VALUES (1, 1, 'h', NULL, 'none', '[0]', 2, 4, 't', 'v', 0.99, '{}');
-                INSERT INTO heads VALUES (1, 1, 0, 0, 0, 2);
-                INSERT INTO features VALUES (1, 1, 'f', 'semantic', NULL);
-                INSERT INTO decompositions VALUES (1, 1, 1, NULL, 3, 4, 1.5, 3, 0.99, x'');
-                INSERT INTO components (id, decomposition_id, component_index, sigma, energy_share, u, v, auto_label)
-                VALUES (1, 1, 0, 2, 0.5, x'', x'', 'a'), (2, 1, 1, 1, 0.3, x'', x'', 'b'), (3, 1, 2, 0.5, 0.2, x'', x'', 'c');
-                INSERT INTO prompts VALUES (7, 1, 0, 'p0', '["x"]');
                 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999)
                 INSERT INTO examples
                 SELECT 1 + i % 3, CASE i % 2 WHEN 0 THEN 'key' ELSE 'query' END,
