@@ -195,6 +195,19 @@ struct ConcurrentWritersTests {
         #expect(try Database(path: db, mode: .readOnly).scalarText("PRAGMA integrity_check") == "ok")
     }
 
+    @Test("QKCAT_BUSY_TIMEOUT must be a number of seconds")
+    func busyTimeoutIsChecked() throws {
+        let root = try TemporaryDirectory()
+        let db = root.path("catalog.sqlite").path
+        _ = try Catalog.open(path: db)
+        for text in ["soon", "-1", "1e9"] {
+            let result = qkcat(["list", "models", "--db", db], environment: ["QKCAT_BUSY_TIMEOUT": text])
+            #expect(result.code == 1)
+            #expect(result.err == "Error: QKCAT_BUSY_TIMEOUT must be a number of seconds from 0 to 86400, got '\(text)'\n")
+        }
+        #expect(qkcat(["list", "models", "--db", db], environment: ["QKCAT_BUSY_TIMEOUT": "2.5"]).code == 0)
+    }
+
     @Test("a writer kept waiting past its timeout is told which process holds the lock")
     func lockHolderNamed() throws {
         let catalog = try BusyCatalog()

@@ -70,8 +70,9 @@ enum Shared {
     /// Opens the catalog, waiting `busyTimeoutMilliseconds` for other writers; a read command refuses to create
     /// one that does not exist.
     static func openCatalog(_ invocation: Invocation, readOnly: Bool) throws -> Catalog {
+        let timeout = try busyTimeoutMilliseconds(invocation)
         let catalog = try openCatalogFile(invocation, readOnly: readOnly)
-        try catalog.database.setBusyTimeout(milliseconds: busyTimeoutMilliseconds(invocation))
+        try catalog.database.setBusyTimeout(milliseconds: timeout)
         return catalog
     }
 
