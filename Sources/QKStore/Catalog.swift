@@ -18,21 +18,25 @@ public final class Catalog {
 
     init(database: Database) { self.database = database }
 
-    /// Opens (creating and migrating when writable) the catalog at `path`.
+    /// Opens (creating and migrating when writable) the catalog at `path`; statements, the migrations included,
+    /// wait up to `busyTimeoutMilliseconds` for another writer's lock.
     ///
     /// A catalog written by a newer qkcat is refused before anything is written to it.
-    public static func open(path: String, readOnly: Bool = false) throws(StoreError) -> Catalog {
+    public static func open(path: String, readOnly: Bool = false, busyTimeoutMilliseconds: Int32 = 5000)
+        throws(StoreError) -> Catalog
+    {
         let exists = FileManager.default.fileExists(atPath: path)
         if readOnly && !exists { throw .notFound(what: "catalog \(path)") }
         if exists {
             // Probe through a read-only connection, which never writes or checkpoints the file.
-            let probe = try Database(path: path, mode: .readOnly)
+            let probe = try Database(path: path, mode: .readOnly, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             let found = try Migrator.checkCompatible(probe)
             if readOnly && found < Migrator.currentVersion {
                 throw .outdatedCatalog(path: path, found: found, current: Migrator.currentVersion)
             }
         }
-        let database = try Database(path: path, mode: readOnly ? .readOnly : .readWriteCreate)
+        let database = try Database(path: path, mode: readOnly ? .readOnly : .readWriteCreate,
+                                    busyTimeoutMilliseconds: busyTimeoutMilliseconds)
         try database.enableWriteAheadLog()
         if !readOnly {
             try Migrator.migrate(database)

@@ -55,13 +55,7 @@ public final class Database {
     }
 
     /// How long a statement waits for another connection's lock before failing with `StoreError.locked`.
-    public private(set) var busyTimeoutMilliseconds: Int32
-
-    /// Changes how long statements wait for another connection's lock.
-    public func setBusyTimeout(milliseconds: Int32) throws(StoreError) {
-        busyTimeoutMilliseconds = max(0, milliseconds)
-        try check(sqlite3_busy_timeout(handle, busyTimeoutMilliseconds), sql: nil)
-    }
+    public let busyTimeoutMilliseconds: Int32
 
     deinit {
         // close_v2 defers the close until every statement (each holds a reference to us) is finalized.

@@ -71,38 +71,32 @@ enum Shared {
     /// one that does not exist.
     static func openCatalog(_ invocation: Invocation, readOnly: Bool) throws -> Catalog {
         let timeout = try busyTimeoutMilliseconds(invocation)
-        let catalog = try openCatalogFile(invocation, readOnly: readOnly)
-        try catalog.database.setBusyTimeout(milliseconds: timeout)
-        return catalog
-    }
-
-    private static func openCatalogFile(_ invocation: Invocation, readOnly: Bool) throws -> Catalog {
         let path = catalogPath(invocation)
         if readOnly, !FileManager.default.fileExists(atPath: path) {
             throw CommandError.failure("no catalog at \(path) (create one with 'qkcat ingest CAPTURE_DIR --db \(path)')")
         }
         let catalog: Catalog
         do {
-            catalog = try Catalog.open(path: path, readOnly: readOnly)
+            catalog = try Catalog.open(path: path, readOnly: readOnly, busyTimeoutMilliseconds: timeout)
         } catch let error {
             // A catalog from an earlier qkcat: upgrade it (each migration is one transaction), then read. A file we
             // may not write keeps the error that says so.
             guard readOnly, case let .outdatedCatalog(_, found, current) = error else { throw error }
-            do { _ = try Catalog.open(path: path) } catch let upgradeError {
+            do { _ = try Catalog.open(path: path, busyTimeoutMilliseconds: timeout) } catch let upgradeError {
                 switch upgradeError {
                 case .diskFull, .locked, .damaged: throw upgradeError
                 default: throw error
                 }
             }
             invocation.stderr.write("qkcat: upgraded \(path) from catalog schema version \(found) to \(current)\n")
-            return try Catalog.open(path: path, readOnly: true)
+            return try Catalog.open(path: path, readOnly: true, busyTimeoutMilliseconds: timeout)
         }
         // Captures missing from the search index (an interrupted upgrade, a component deleted by hand) are indexed
         // by a writable open; searches are right meanwhile, only slower.
         if readOnly, try !catalog.searchIndexIsComplete(), FileManager.default.isWritableFile(atPath: path),
-           (try? Catalog.open(path: path)) != nil {
+           (try? Catalog.open(path: path, busyTimeoutMilliseconds: timeout)) != nil {
             invocation.stderr.write("qkcat: built the search index of \(path)\n")
-            return try Catalog.open(path: path, readOnly: true)
+            return try Catalog.open(path: path, readOnly: true, busyTimeoutMilliseconds: timeout)
         }
         return catalog
     }
