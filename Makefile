@@ -15,7 +15,7 @@ TRAJECTORY_LAYER := 1
 TRAJECTORY_HEAD := 0
 TORCH_VERSION := 2.13.*
 
-.PHONY: all build release demo test test-swift test-python test-package bench deps browser screenshots clean
+.PHONY: all build release demo test test-swift test-python test-package test-sanitizers fuzz bench deps browser screenshots clean
 
 all: build
 
@@ -59,6 +59,14 @@ test-swift:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel
 
+# The Swift tests under AddressSanitizer, then under ThreadSanitizer (the engine runs worker threads); each in its
+# own build folder, so the normal debug build stays as it is.
+test-sanitizers: deps
+	$(SWIFT) build --build-tests --sanitize=address --build-path .build-asan
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --skip-build --sanitize=address --build-path .build-asan --parallel
+	$(SWIFT) build --build-tests --sanitize=thread --build-path .build-tsan
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --build-path .build-tsan --parallel
+
 # torch is pinned and installed first: the plain `torch` requirement would pull CUDA wheels here,
 # while "torch==2.13.*" resolves to the CPU wheel. transformers is pinned by the hf extra (5.24.*),
 # TransformerLens and nnsight by the lens and nnsight extras. TransformerLens 3 (its HookedTransformer)
@@ -84,6 +92,12 @@ test-package: deps
 
 bench: deps $(PY_STAMP)
 	Benchmarks/run.sh
+
+# libFuzzer over the capture parsers, the JSON parser and the argument parser, FUZZ_SECONDS (default 600) per
+# target, one target after another; see Fuzz/README.md.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
 
 clean:
 	rm -rf .build $(VENV)

@@ -17,17 +17,20 @@ public final class Catalog {
 
     init(database: Database) { self.database = database }
 
-    /// Opens the catalog at `path`.
+    /// Opens the catalog at `path`; statements, the migrations included, wait up to `busyTimeoutMilliseconds` for
+    /// another writer's lock.
     ///
     /// Read-only opens never write — not even on an outdated catalog, which they refuse with
     /// `.outdatedCatalog` naming `qkcat upgrade` — and work on read-only storage. A writable open creates a missing
     /// catalog and upgrades an older one (`upgradedFrom` says so). A catalog written by a newer qkcat is refused
     /// before anything is written to it.
-    public static func open(path: String, readOnly: Bool = false) throws(StoreError) -> Catalog {
+    public static func open(path: String, readOnly: Bool = false, busyTimeoutMilliseconds: Int32 = 5000)
+        throws(StoreError) -> Catalog
+    {
         let exists = FileManager.default.fileExists(atPath: path)
         if readOnly {
             guard exists else { throw .notFound(what: "catalog \(path)") }
-            let database = try Database(path: path, mode: .readOnly)
+            let database = try Database(path: path, mode: .readOnly, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             let found = try Migrator.checkCompatible(database)
             guard found == Migrator.currentVersion else {
                 throw .outdatedCatalog(path: path, found: found, current: Migrator.currentVersion)
@@ -37,9 +40,10 @@ public final class Catalog {
         }
         if exists {
             // Probe through a read-only connection, which never writes or checkpoints the file.
-            _ = try Migrator.checkCompatible(try Database(path: path, mode: .readOnly))
+            _ = try Migrator.checkCompatible(
+                try Database(path: path, mode: .readOnly, busyTimeoutMilliseconds: busyTimeoutMilliseconds))
         }
-        let database = try Database(path: path, mode: .readWriteCreate)
+        let database = try Database(path: path, mode: .readWriteCreate, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
         try database.enableWriteAheadLog()
         let found = try Migrator.version(of: database)
         let applied = try Migrator.migrate(database)

@@ -42,7 +42,7 @@ public final class Database {
         }
         self.path = path
         self.isReadOnly = mode == .readOnly
-        var handle = try Self.open(path, flags: flags)
+        var handle = try Self.open(path, path: path, flags: flags)
         if mode == .readOnly, let failure = Self.probe(handle), Self.cannotOpenSharedMemory(failure) {
             sqlite3_close_v2(handle)
             let log = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
@@ -51,22 +51,25 @@ public final class Database {
                     + "holds commits that need a -shm file to read; checkpoint it where it is writable "
                     + "(sqlite3 \(path) 'PRAGMA wal_checkpoint(TRUNCATE)')", sql: nil)
             }
-            handle = try Self.open(Self.immutableURI(path), flags: flags | SQLITE_OPEN_URI)
+            handle = try Self.open(Self.immutableURI(path), path: path, flags: flags | SQLITE_OPEN_URI)
         }
         self.handle = handle
+        self.busyTimeoutMilliseconds = max(0, busyTimeoutMilliseconds)
         sqlite3_extended_result_codes(handle, 1)
-        try check(sqlite3_busy_timeout(handle, busyTimeoutMilliseconds), sql: nil)
+        try check(sqlite3_busy_timeout(handle, self.busyTimeoutMilliseconds), sql: nil)
         try execute("PRAGMA foreign_keys = ON")
     }
 
-    private static func open(_ name: String, flags: Int32) throws(StoreError) -> OpaquePointer {
+    /// Opens `name` (the path, or a URI of it); errors name `path`.
+    private static func open(_ name: String, path: String, flags: Int32) throws(StoreError) -> OpaquePointer {
         var opened: OpaquePointer?
         let code = sqlite3_open_v2(name, &opened, flags | SQLITE_OPEN_NOMUTEX, nil)
         guard code == SQLITE_OK, let opened else {
-            let message = opened.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(code))
-            let extended = opened.map { sqlite3_extended_errcode($0) } ?? code
+            let systemError = opened.map { sqlite3_system_errno($0) } ?? 0
             sqlite3_close_v2(opened)
-            throw .sqlite(code: extended, message: "\(message) (\(name))", sql: nil)
+            if systemError == ENOSPC || systemError == EDQUOT { throw .diskFull(path: path) }
+            let reason = systemError != 0 ? String(cString: strerror(systemError)) : String(cString: sqlite3_errstr(code))
+            throw .cannotOpen(path: path, reason: reason)
         }
         return opened
     }
@@ -94,6 +97,9 @@ public final class Database {
         return "file:" + encoded + "?immutable=1"
     }
 
+    /// How long a statement waits for another connection's lock before failing with `StoreError.locked`.
+    public let busyTimeoutMilliseconds: Int32
+
     deinit {
         // close_v2 defers the close until every statement (each holds a reference to us) is finalized.
         sqlite3_close_v2(handle)
@@ -106,10 +112,31 @@ public final class Database {
         case SQLITE_OK, SQLITE_ROW, SQLITE_DONE:
             return code
         default:
-            let message = String(cString: sqlite3_errmsg(handle))
             // The connection's extended code is the precise one; fall back to the code itself.
             let extended = sqlite3_extended_errcode(handle)
-            throw .sqlite(code: (extended & 0xff) == (code & 0xff) ? extended : code, message: message, sql: sql)
+            throw error(code: (extended & 0xff) == (code & 0xff) ? extended : code,
+                        message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+        }
+    }
+
+    /// The typed error for a failed result code. What is wrong with the file itself (a full disk, damage, not
+    /// a database at all, another writer's lock) is said in those words; the rest keeps SQLite's code and message.
+    func error(code: Int32, message: String, sql: String?) -> StoreError {
+        let systemError = sqlite3_system_errno(handle)
+        let noSpace = systemError == ENOSPC || systemError == EDQUOT
+        switch code & 0xff {
+        case SQLITE_FULL:
+            return .diskFull(path: path)
+        case SQLITE_IOERR where noSpace, SQLITE_CANTOPEN where noSpace:
+            return .diskFull(path: path)
+        case SQLITE_CORRUPT:
+            return .damaged(path: path, detail: message)
+        case SQLITE_NOTADB:
+            return .notADatabase(path: path)
+        case SQLITE_BUSY:
+            return .locked(path: path, holder: WriteLock.holder(ofDatabaseAt: path), waitedMilliseconds: Int(busyTimeoutMilliseconds))
+        default:
+            return .sqlite(code: code, message: message, sql: sql)
         }
     }
 
@@ -136,7 +163,7 @@ public final class Database {
         if code != SQLITE_OK {
             let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(handle))
             sqlite3_free(errorMessage)
-            throw .sqlite(code: sqlite3_extended_errcode(handle), message: message, sql: sql)
+            throw error(code: sqlite3_extended_errcode(handle), message: message, sql: sql)
         }
     }
 
@@ -498,5 +525,41 @@ public enum Float32Blob {
 
     public static func decode(_ data: Data) -> [Float] {
         data.withUnsafeBytes { decode($0) }
+    }
+}
+
+/// Who holds the write lock of a database in WAL mode, for the message of a writer that gave up waiting.
+///
+/// SQLite takes its WAL locks as POSIX record locks on bytes 120… of the `-shm` file (the write lock on byte
+/// 120, checkpoint 121, recovery 122). They are found in `/proc/locks` by the file's inode, never by opening the
+/// file: closing any descriptor of a file drops every POSIX lock this process holds on it, SQLite's included.
+enum WriteLock {
+    static let lockBytes = 120...122
+
+    /// "pid 1234: qkcat ingest …" for another process holding the write, checkpoint or recovery lock, if any.
+    static func holder(ofDatabaseAt path: String) -> String? {
+        var status = stat()
+        guard stat(path + "-shm", &status) == 0,
+              let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return nil }
+        let inode = ":\(status.st_ino)"
+        for line in locks.split(separator: "\n") {
+            // "3: POSIX  ADVISORY  WRITE 27099 fe:00:16236784 120 120"
+            let fields = line.split(separator: " ")
+            guard fields.count >= 8, fields[1] == "POSIX", fields[3] == "WRITE", fields[5].hasSuffix(inode),
+                  let pid = pid_t(fields[4]), pid != getpid(), let start = Int(fields[6]),
+                  lockBytes.contains(start) || (start < lockBytes.lowerBound && (Int(fields[7]) ?? Int.max) >= lockBytes.lowerBound)
+            else { continue }
+            return describe(process: pid)
+        }
+        return nil
+    }
+
+    /// "pid N: its command line" (cut to 240 characters), or "pid N" when it cannot be read.
+    static func describe(process pid: pid_t) -> String {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else { return "pid \(pid)" }
+        var words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        if let program = words.first { words[0] = (program as NSString).lastPathComponent }
+        let line = words.joined(separator: " ")
+        return "pid \(pid): " + (line.count <= 240 ? line : String(line.prefix(239)) + "…")
     }
 }

@@ -34,16 +34,34 @@ public enum Migrator {
         if found > currentVersion {
             throw .newerCatalog(path: database.path, found: found, supported: currentVersion)
         }
-        if found == 0, try database.scalarInt("SELECT count(*) FROM sqlite_master") ?? 0 > 0 {
-            throw .notACatalog(path: database.path)
+        if found == 0 {
+            if try database.scalarInt("SELECT count(*) FROM sqlite_master") ?? 0 > 0 { throw .notACatalog(path: database.path) }
+            return found
         }
-        if found > 0 {
-            let recorded = try database.scalarInt("SELECT max(version) FROM qkcat_migrations")
-            guard recorded == found else {
-                throw .corrupt("\(database.path): user_version \(found) but migrations table records \(recorded.map(String.init) ?? "none")")
-            }
+        func hasTable(_ name: String) throws(StoreError) -> Bool {
+            try database.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", [.text(name)]) == 1
         }
+        guard try hasTable("qkcat_migrations") else {
+            guard try hasTable("components") else { throw .notACatalog(path: database.path) }
+            throw .inconsistentMigrations(path: database.path, detail: "is missing, yet the schema version is \(found)")
+        }
+        try checkRecord(database, version: found)
         return found
+    }
+
+    /// The rows of `qkcat_migrations` must be exactly migrations 1…`version` as this build names them.
+    static func checkRecord(_ database: Database, version: Int) throws(StoreError) {
+        let rows = try database.prepare("SELECT version, name FROM qkcat_migrations ORDER BY version")
+        var recorded: [(version: Int?, name: String?)] = []
+        while try rows.step() { recorded.append((rows.int(at: 0), rows.text(at: 1))) }
+        func fail(_ detail: String) -> StoreError { .inconsistentMigrations(path: database.path, detail: detail) }
+        let versions = recorded.map { $0.version.map(String.init) ?? "NULL" }.joined(separator: ", ")
+        guard recorded.map({ $0.version ?? 0 }) == Array(1...version) else {
+            throw fail("lists versions [\(versions)] but the schema version (PRAGMA user_version) is \(version)")
+        }
+        for (row, migration) in zip(recorded, all) where row.name != migration.name {
+            throw fail("names migration \(migration.version) '\(row.name ?? "NULL")', which qkcat calls '\(migration.name)'")
+        }
     }
 
     /// Applies every migration newer than the database's version; returns the versions applied.

@@ -20,6 +20,19 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidArgument(String)
     /// A stored value that cannot be decoded (e.g. a vector BLOB of the wrong length).
     case corrupt(String)
+    /// The file could not be opened (a missing folder, no permission); `reason` is the system's.
+    case cannotOpen(path: String, reason: String)
+    /// The file is not an SQLite database at all.
+    case notADatabase(path: String)
+    /// The catalog file is damaged: truncated, or overwritten with other bytes; `detail` says what was found.
+    case damaged(path: String, detail: String)
+    /// A write failed for lack of space on the device holding the catalog; the transaction was rolled back.
+    case diskFull(path: String)
+    /// Another connection kept the catalog's write lock longer than this one waited; `holder` names it when known.
+    case locked(path: String, holder: String?, waitedMilliseconds: Int)
+    /// The record of applied migrations (`qkcat_migrations`) disagrees with the schema version or with the
+    /// migrations qkcat ships: the file was changed outside qkcat.
+    case inconsistentMigrations(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -35,7 +48,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(path): catalog schema version \(found) needs upgrading to \(current), and reading commands never "
                 + "write; run 'qkcat upgrade --db \(path)' where the file is writable"
         case let .notACatalog(path):
-            return "\(path): an SQLite database that is not a qkcat catalog"
+            return "\(path): not a qkcat catalog: an SQLite database without qkcat's tables; nothing was written to it"
         case let .alreadyIngested(hash, captureID):
             return "capture \(hash) is already in the catalog (capture \(captureID))"
         case let .notFound(what):
@@ -44,6 +57,23 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             return message
         case let .corrupt(message):
             return "corrupt catalog: \(message)"
+        case let .cannotOpen(path, reason):
+            return "\(path): cannot open the catalog: \(reason)"
+        case let .notADatabase(path):
+            return "\(path): not a qkcat catalog: the file is not an SQLite database; nothing was written to it"
+        case let .damaged(path, detail):
+            return "\(path): the catalog file is damaged (\(detail)): truncated or overwritten? "
+                + "Nothing was written to it; restore it from a backup"
+        case let .diskFull(path):
+            return "no space left on the device holding \(path): nothing was saved, the catalog is as it was; "
+                + "free some space and run the command again"
+        case let .locked(path, holder, waited):
+            let seconds = waited % 1000 == 0 ? "\(waited / 1000)" : String(format: "%.1f", Double(waited) / 1000)
+            return "\(path): the catalog's write lock is held by another writer (\(holder ?? "another connection of this process")) "
+                + "and was not released within \(seconds) s; run the command again when that one has finished"
+        case let .inconsistentMigrations(path, detail):
+            return "\(path): the catalog's record of its migrations (qkcat_migrations) \(detail): the file was changed "
+                + "outside qkcat; nothing was written to it"
         }
     }
 

@@ -152,20 +152,7 @@ struct IngestTests {
         process.standardError = FileHandle.nullDevice
         try process.run()
         // Wait until the child holds the write lock, i.e. is inside its ingest transaction.
-        var writing = false
-        for _ in 0..<6000 where process.isRunning {
-            let probe = try Database(path: db, mode: .readWrite, busyTimeoutMilliseconds: 0)
-            do {
-                try probe.execute("BEGIN IMMEDIATE")
-                try probe.execute("ROLLBACK")
-            } catch {
-                writing = true
-                break
-            }
-            usleep(2000)
-        }
-        usleep(200_000)   // let it get well into the work
-        #expect(writing, "the child never started writing")
+        #expect(try waitForWriteLock(db, heldBy: process), "the child never started writing")
         // A reader meanwhile sees the catalog as it was.
         let searchDuring = qkcat(["search", "category", "--db", db, "--json"])
         #expect(searchDuring.code == 0)

@@ -163,7 +163,7 @@ import Testing
     @Test func openingAMissingFileReadOnlyFails() throws {
         let temporary = TemporaryDatabase()
         let path = temporary.sibling("missing.sqlite")
-        #expect(throws: StoreError.sqlite(code: 14, message: "unable to open database file (\(path))", sql: nil)) {
+        #expect(throws: StoreError.cannotOpen(path: path, reason: "No such file or directory")) {
             _ = try Database(path: path, mode: .readOnly)
         }
     }

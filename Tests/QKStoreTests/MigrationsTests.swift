@@ -2,6 +2,7 @@ import Foundation
 import QKEngine
 import Testing
 @testable import QKStore
+import QKTestSupport
 
 /// The repository root, found from this file's path (Tests/QKStoreTests/…).
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -47,18 +48,8 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     @Test func aVersion1CatalogWithExamplesKeepsEveryRowThroughTheViews() throws {
         let temporary = TemporaryDatabase()
         let database = try Database(path: temporary.path)
-        #expect(try Migrator.migrate(database, upTo: 1) == [1])
-        try database.execute("""
-            INSERT INTO models VALUES (1, 'm', 1, 1, 1, 2);
-            INSERT INTO checkpoints VALUES (1, 1, 'main', 9223372036854775807);
-            INSERT INTO captures VALUES (1, 1, 'h', NULL, 'none', '[0]', 2, 4, 't', 'v', 0.99, '{}');
-            INSERT INTO heads VALUES (1, 1, 0, 0, 0, 2);
-            INSERT INTO features VALUES (1, 1, 'f', 'semantic', NULL);
-            INSERT INTO decompositions VALUES (1, 1, 1, NULL, 3, 4, 1.5, 3, 0.99, x'');
-            INSERT INTO components (id, decomposition_id, component_index, sigma, energy_share, u, v, auto_label)
-            VALUES (1, 1, 0, 2, 0.5, x'', x'', 'a'), (2, 1, 1, 1, 0.3, x'', x'', 'b'), (3, 1, 2, 0.5, 0.2, x'', x'', 'c');
-            INSERT INTO prompts VALUES (7, 1, 0, 'p0', '["x"]'), (9, 1, 1, 'p1', '["y"]');
-            """)
+        try LegacyCatalog.writeVersion1(database)
+        #expect(try Migrator.version(of: database) == 1)
         // Rows in shuffled order: the lists must come out by rank. SQLite 3.40's printf, which the migration uses,
         // is exact within about 1e-290 ... 1e100; scores (float activations times unit vectors) stay far inside.
         var random = SeededGenerator(seed: 21)

@@ -79,8 +79,12 @@ public struct ParsedValues: Sendable {
     public func intRanges(_ name: String) throws -> [Int] {
         let label = label(of: name).text
         var result = Set<Int>()
+        var expanded = 0
         for value in strings(name) {
-            result.formUnion(try Self.parseIntRanges(value, label: label))
+            let values = try Self.parseIntRanges(value, label: label)
+            expanded += values.count
+            guard expanded <= Self.maximumValueCount else { throw Self.tooManyValues(value, label: label) }
+            result.formUnion(values)
         }
         return result.sorted()
     }
@@ -89,6 +93,13 @@ public struct ParsedValues: Sendable {
 
     /// Ranges longer than this are a typing mistake rather than a request.
     static let maximumRangeLength = 1_000_000
+    /// All the ranges of one option together expand to at most this many values (layer and head numbers are far
+    /// fewer), so that a list of long ranges cannot take seconds and gigabytes to expand.
+    static let maximumValueCount = 100_000
+
+    static func tooManyValues(_ text: String, label: String) -> CommandError {
+        CommandError.invalidValue(text, for: label, reason: "the ranges expand to more than \(maximumValueCount) values")
+    }
 
     static func parseInt(_ text: String, label: String) throws -> Int {
         guard let value = Int(text.trimming(" ")) else {
@@ -119,6 +130,7 @@ public struct ParsedValues: Sendable {
                       let upper = Int(upperText.trimming(" ")) else { throw invalid(expected) }
                 guard lower <= upper else { throw invalid("the range \(lower)-\(upper) is reversed") }
                 guard upper - lower < maximumRangeLength else { throw invalid("the range \(lower)-\(upper) is too long") }
+                guard values.count + (upper - lower) < maximumValueCount else { throw tooManyValues(text, label: label) }
                 values.append(contentsOf: lower...upper)
             } else {
                 guard let value = Int(item) else { throw invalid(expected) }

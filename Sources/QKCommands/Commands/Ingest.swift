@@ -59,6 +59,8 @@ extension QKCat {
             promptTable: reader.prompts, promptTokens: { try reader.tokens(ofPrompt: $0) },
             results: { sink in
                 try decomposer.run(progress: { done, _ in bar?.update(completed: done) }, emit: sink)
+                // Results from a capture that changed meanwhile are not stored (the session rolls back).
+                try reader.checkUnchanged()
             })
         bar?.finish()
         guard !quiet else { return }

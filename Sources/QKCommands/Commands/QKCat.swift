@@ -58,14 +58,26 @@ enum Shared {
         invocation.optionalString("db") ?? invocation.environment["QKCAT_DB"].flatMap { $0.isEmpty ? nil : $0 } ?? "qkcat.sqlite"
     }
 
-    /// Opens the catalog. A read command never writes: it refuses a missing catalog and an outdated one (the error
-    /// names `qkcat upgrade`); a write command creates or upgrades it, saying so on stderr.
+    /// How long a command waits for another writer's lock: `$QKCAT_BUSY_TIMEOUT` seconds, else 10 minutes (an
+    /// ingest holds the lock while it computes; two ingests at once run one after the other).
+    static func busyTimeoutMilliseconds(_ invocation: Invocation) throws -> Int32 {
+        guard let text = invocation.environment["QKCAT_BUSY_TIMEOUT"], !text.isEmpty else { return 600_000 }
+        guard let seconds = Double(text), seconds >= 0, seconds <= 86_400 else {
+            throw CommandError.failure("QKCAT_BUSY_TIMEOUT must be a number of seconds from 0 to 86400, got '\(text)'")
+        }
+        return Int32(seconds * 1000)
+    }
+
+    /// Opens the catalog, waiting `busyTimeoutMilliseconds` for other writers. A read command never writes: it
+    /// refuses a missing catalog and an outdated one (the error names `qkcat upgrade`); a write command creates or
+    /// upgrades it, saying so on stderr.
     static func openCatalog(_ invocation: Invocation, readOnly: Bool) throws -> Catalog {
+        let timeout = try busyTimeoutMilliseconds(invocation)
         let path = catalogPath(invocation)
         if readOnly, !FileManager.default.fileExists(atPath: path) {
             throw CommandError.failure("no catalog at \(path) (create one with 'qkcat ingest CAPTURE_DIR --db \(path)')")
         }
-        let catalog = try Catalog.open(path: path, readOnly: readOnly)
+        let catalog = try Catalog.open(path: path, readOnly: readOnly, busyTimeoutMilliseconds: timeout)
         if let found = catalog.upgradedFrom {
             invocation.stderr.write("qkcat: upgraded \(path) from catalog schema version \(found) to \(Migrator.currentVersion)\n")
         }

@@ -18,12 +18,16 @@ public final class CaptureReader: Sendable {
     public let header: CaptureHeader
     public let prompts: PromptTable
     private let tensors: [Int: LayerTensors]
+    /// Every file of the capture as it was when opened.
+    private let stamps: [FileStamp]
 
-    private init(directory: URL, header: CaptureHeader, prompts: PromptTable, tensors: [Int: LayerTensors]) {
+    private init(directory: URL, header: CaptureHeader, prompts: PromptTable, tensors: [Int: LayerTensors],
+                 stamps: [FileStamp]) {
         self.directory = directory
         self.header = header
         self.prompts = prompts
         self.tensors = tensors
+        self.stamps = stamps
     }
 
     /// Opens and validates the capture in `directory`.
@@ -31,7 +35,23 @@ public final class CaptureReader: Sendable {
         let header = try CaptureHeaderParser.parse(directory.appendingPathComponent(headerFileName))
         let prompts = try PromptTableReader.read(directory.appendingPathComponent(promptsFileName), header: header)
         let tensors = try locateTensors(directory: directory, header: header, prompts: prompts)
-        return CaptureReader(directory: directory, header: header, prompts: prompts, tensors: tensors)
+        var stamps: [FileStamp] = []
+        for name in [headerFileName, promptsFileName] + header.tensorFiles {
+            stamps.append(try FileStamp(directory: directory, name: name))
+        }
+        return CaptureReader(directory: directory, header: header, prompts: prompts, tensors: tensors, stamps: stamps)
+    }
+
+    /// Throws when a file of the capture was replaced, written or resized since `open`: what was computed from it
+    /// mixes two versions of the capture and must not be stored.
+    public func checkUnchanged() throws(EngineError) {
+        for stamp in stamps {
+            let now = try? FileStamp(directory: directory, name: stamp.name)
+            guard now != stamp else { continue }
+            let what = now.map { $0.size == stamp.size ? "was rewritten" : "went from \(stamp.size) to \($0.size) bytes" } ?? "is gone"
+            throw .io(path: stamp.name, message: "changed while the capture was being read (it \(what)); "
+                + "a capture must not change during an ingest")
+        }
     }
 
     /// The query and key tensors of captured layer `layer`.
@@ -68,11 +88,24 @@ public final class CaptureReader: Sendable {
         throws(EngineError) -> [Int: LayerTensors]
     {
         var files: [SafetensorsFile] = []
+        let realDirectory = realpath(directory.path, nil).map { pointer in
+            defer { free(pointer) }
+            return String(cString: pointer)
+        }
         for (index, name) in header.tensorFiles.enumerated() {
             let url = directory.appendingPathComponent(name)
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw .invalidField(file: headerFileName, line: nil, field: "tensor_files[\(index)]",
                                     message: "'\(name)' does not exist")
+            }
+            // A symbolic link may point elsewhere inside the capture, never outside it.
+            if let realDirectory, let target = realpath(url.path, nil) {
+                let resolved = String(cString: target)
+                free(target)
+                guard resolved.hasPrefix(realDirectory.hasSuffix("/") ? realDirectory : realDirectory + "/") else {
+                    throw .invalidField(file: headerFileName, line: nil, field: "tensor_files[\(index)]",
+                                        message: "'\(name)' is a symbolic link to \(resolved), outside the capture directory")
+                }
             }
             files.append(try SafetensorsFile(url: url, displayName: name))
         }
@@ -113,6 +146,32 @@ public final class CaptureReader: Sendable {
             tensors[layer] = LayerTensors(layer: layer, queries: queries, keys: keys)
         }
         return tensors
+    }
+}
+
+/// A file's identity and version as `stat` tells them: a file replaced, written or resized gets another stamp.
+struct FileStamp: Equatable {
+    var name: String
+    var device: UInt64
+    var inode: UInt64
+    var size: Int
+    var modified: timespec
+
+    init(directory: URL, name: String) throws(EngineError) {
+        var status = stat()
+        guard stat(directory.appendingPathComponent(name).path, &status) == 0 else {
+            throw .io(path: name, message: "cannot stat: \(String(cString: strerror(errno)))")
+        }
+        self.name = name
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+        size = Int(status.st_size)
+        modified = status.st_mtim
+    }
+
+    static func == (a: FileStamp, b: FileStamp) -> Bool {
+        a.name == b.name && a.device == b.device && a.inode == b.inode && a.size == b.size
+            && a.modified.tv_sec == b.modified.tv_sec && a.modified.tv_nsec == b.modified.tv_nsec
     }
 }
 
@@ -169,8 +228,12 @@ enum CaptureHeaderParser {
     static let positionalKinds = ["post-rope", "pre-rope", "none"]
 
     static func parse(_ url: URL) throws(EngineError) -> CaptureHeader {
+        try parse(contents: readWholeFile(url, displayName: CaptureReader.headerFileName))
+    }
+
+    /// Validates the bytes of a `capture.json`.
+    static func parse(contents data: [UInt8]) throws(EngineError) -> CaptureHeader {
         let file = CaptureReader.headerFileName
-        let data = try readWholeFile(url, displayName: file)
         let root: JSONValue
         do {
             root = try JSONParser.parse(data)

@@ -99,6 +99,7 @@ public struct TensorView: @unchecked Sendable {
             case .f32: badRow = TensorDecoder.decodeRows(QK_DECODE_F32, source, rowStride, output, width, rows)
             case .f64: badRow = TensorDecoder.decodeRows(TensorDecoder.decodeF64, source, rowStride, output, width, rows)
             }
+            try piece.mapping.checkIntact()
             if let row = badRow {
                 let bad = TensorDecoder.firstNonFinite(output + row * width, count: width)
                 throw .nonFiniteValue(file: piece.mapping.displayName, tensor: name,
@@ -145,6 +146,7 @@ public struct TensorView: @unchecked Sendable {
         while start < total {
             let count = min(chunk, total - start)
             if !TensorDecoder.decode(dtype, from: source + start * dtype.byteSize, to: output + start, count: count) {
+                try mapping.checkIntact()
                 var flat = first + start + TensorDecoder.firstNonFinite(output + start, count: count)
                 var index = [Int](repeating: 0, count: shape.count)
                 for axis in shape.indices.reversed() {
@@ -155,6 +157,7 @@ public struct TensorView: @unchecked Sendable {
             }
             start += count
         }
+        try mapping.checkIntact()
     }
 
     /// Drops the tensor's pages from the resident set (`madvise(MADV_DONTNEED)`); the data stays readable.
