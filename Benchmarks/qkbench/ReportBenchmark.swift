@@ -1,6 +1,7 @@
 import Foundation
 import QKCommands
 import QKStore
+import QKTestSupport
 
 // `qkcat report` over a synthetic catalog of 3 checkpoints × 32 layers × 32 heads (d_head 64, rank 8, a pooled and
 // three per-value decompositions per head, 5 examples per list): the whole command in-process, the largest page and

@@ -10,23 +10,18 @@ extension Catalog {
     public func reportDecompositions(model: String, checkpoint: String, layer: Int, feature: String? = nil)
         throws(StoreError) -> [DecompositionRecord]
     {
-        var sql = FilterSQL()
-        sql.add("m.name = ?", .text(model))
-        sql.add("ck.name = ?", .text(checkpoint))
-        sql.add("h.layer = ?", .integer(layer))
-        sql.add("f.name = ?", feature.map(SQLValue.text))
+        let sql = SearchFilters(model: model, checkpoint: checkpoint, layer: layer, feature: feature)
+            .condition(.catalog)
         let joins = """
               FROM decompositions d
               JOIN heads h ON h.id = d.head_id
-              JOIN checkpoints ck ON ck.id = h.checkpoint_id
-              JOIN models m ON m.id = ck.model_id
               JOIN features f ON f.id = d.feature_id
             """
         let decompositions = try database.prepare("""
             SELECT d.id, f.capture_id, h.head, h.kv_head, h.d_head, f.name, f.kind, d.value, d.energy, d.n_pos_pairs,
                    d.n_neg_pairs, d.frobenius, d.rank, d.singular_values
             \(joins)
-             WHERE \(sql.whereBody)
+             \(sql.whereClause)
              ORDER BY h.head, f.name, d.value IS NOT NULL, d.value, f.capture_id
             """)
         try decompositions.bind(sql.values)
@@ -51,7 +46,7 @@ extension Catalog {
             \(joins)
               JOIN components c ON c.decomposition_id = d.id
               LEFT JOIN component_examples ce ON ce.component_id = c.id
-             WHERE \(sql.whereBody)
+             \(sql.whereClause)
              ORDER BY c.decomposition_id, c.component_index
             """)
         try components.bind(sql.values)

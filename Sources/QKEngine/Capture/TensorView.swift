@@ -146,7 +146,7 @@ public struct TensorView: @unchecked Sendable {
         while start < total {
             let count = min(chunk, total - start)
             if !TensorDecoder.decode(dtype, from: source + start * dtype.byteSize, to: output + start, count: count) {
-                try mapping.checkIntact()
+                try piece.mapping.checkIntact()
                 var flat = first + start + TensorDecoder.firstNonFinite(output + start, count: count)
                 var index = [Int](repeating: 0, count: shape.count)
                 for axis in shape.indices.reversed() {
@@ -157,7 +157,7 @@ public struct TensorView: @unchecked Sendable {
             }
             start += count
         }
-        try mapping.checkIntact()
+        try piece.mapping.checkIntact()
     }
 
     /// Drops the tensor's pages from the resident set (`madvise(MADV_DONTNEED)`); the data stays readable.
