@@ -10,9 +10,9 @@ PY_STAMP := $(VENV)/.qkcapture-deps
 # category feature at its last checkpoint (the largest σ₁; python/tests/test_trajectory.py checks it).
 TRAJECTORY := Examples/trajectory
 TRAJECTORY_MODEL := qkcat/trajectory-llama
-TRAJECTORY_LAST := step2048
+TRAJECTORY_LAST := step4096
 TRAJECTORY_LAYER := 1
-TRAJECTORY_HEAD := 0
+TRAJECTORY_HEAD := 3
 TORCH_VERSION := 2.13.*
 
 .PHONY: all build release demo test test-swift test-python test-package test-sanitizers fuzz bench deps browser screenshots clean
