@@ -119,24 +119,24 @@ enum ExamplesJSON {
         var lists: [(side: Side, extreme: Extreme, items: [[Item]])] = []
         var text = text
         do {
-        try text.withUTF8 { (bytes: UnsafeBufferPointer<UInt8>) throws in
-            var parser = Parser(bytes: bytes)
-            try parser.object { (sideName: String, parser: inout Parser) throws(Failure) in
-                guard let side = Side(rawValue: sideName) else { throw Failure(message: "unknown side '\(sideName)'") }
-                try parser.object { (extremeName: String, parser: inout Parser) throws(Failure) in
-                    guard let extreme = Extreme(rawValue: extremeName) else { throw Failure(message: "unknown end '\(extremeName)'") }
-                    var items: [[Item]] = []
-                    try parser.array { (parser: inout Parser) throws(Failure) in
-                        var item: [Item] = []
-                        try parser.array { (parser: inout Parser) throws(Failure) in item.append(try parser.scalar()) }
-                        items.append(item)
+            try text.withUTF8 { (bytes: UnsafeBufferPointer<UInt8>) throws in
+                var parser = Parser(bytes: bytes)
+                try parser.object { (sideName: String, parser: inout Parser) throws(Failure) in
+                    guard let side = Side(rawValue: sideName) else { throw Failure(message: "unknown side '\(sideName)'") }
+                    try parser.object { (extremeName: String, parser: inout Parser) throws(Failure) in
+                        guard let extreme = Extreme(rawValue: extremeName) else { throw Failure(message: "unknown end '\(extremeName)'") }
+                        var items: [[Item]] = []
+                        try parser.array { (parser: inout Parser) throws(Failure) in
+                            var item: [Item] = []
+                            try parser.array { (parser: inout Parser) throws(Failure) in item.append(try parser.scalar()) }
+                            items.append(item)
+                        }
+                        lists.append((side, extreme, items))
                     }
-                    lists.append((side, extreme, items))
                 }
+                parser.skipSpace()
+                guard parser.offset == bytes.count else { throw Failure(message: "text after the object") }
             }
-            parser.skipSpace()
-            guard parser.offset == bytes.count else { throw Failure(message: "text after the object") }
-        }
         } catch let failure as Failure {
             throw failure
         } catch {
