@@ -114,24 +114,24 @@ enum ExamplesJSON {
         var lists: [(side: Side, extreme: Extreme, items: [[Item]])] = []
         var text = text
         do {
-        try text.withUTF8 { (bytes: UnsafeBufferPointer<UInt8>) throws in
-            var parser = Parser(bytes: bytes)
-            try parser.object { (sideName: String, parser: inout Parser) throws(Failure) in
-                guard let side = Side(rawValue: sideName) else { throw Failure(message: "unknown side '\(sideName)'") }
-                try parser.object { (extremeName: String, parser: inout Parser) throws(Failure) in
-                    guard let extreme = Extreme(rawValue: extremeName) else { throw Failure(message: "unknown end '\(extremeName)'") }
-                    var items: [[Item]] = []
-                    try parser.array { (parser: inout Parser) throws(Failure) in
-                        var item: [Item] = []
-                        try parser.array { (parser: inout Parser) throws(Failure) in item.append(try parser.scalar()) }
-                        items.append(item)
+            try text.withUTF8 { (bytes: UnsafeBufferPointer<UInt8>) throws in
+                var parser = Parser(bytes: bytes)
+                try parser.object { (sideName: String, parser: inout Parser) throws(Failure) in
+                    guard let side = Side(rawValue: sideName) else { throw Failure(message: "unknown side '\(sideName)'") }
+                    try parser.object { (extremeName: String, parser: inout Parser) throws(Failure) in
+                        guard let extreme = Extreme(rawValue: extremeName) else { throw Failure(message: "unknown end '\(extremeName)'") }
+                        var items: [[Item]] = []
+                        try parser.array { (parser: inout Parser) throws(Failure) in
+                            var item: [Item] = []
+                            try parser.array { (parser: inout Parser) throws(Failure) in item.append(try parser.scalar()) }
+                            items.append(item)
+                        }
+                        lists.append((side, extreme, items))
                     }
-                    lists.append((side, extreme, items))
                 }
+                parser.skipSpace()
+                guard parser.offset == bytes.count else { throw Failure(message: "text after the object") }
             }
-            parser.skipSpace()
-            guard parser.offset == bytes.count else { throw Failure(message: "text after the object") }
-        }
         } catch let failure as Failure {
             throw failure
         } catch {
@@ -195,15 +195,28 @@ enum ExamplesJSON {
 
         mutating func number() throws(Failure) -> Double {
             let start = offset
-            while offset < bytes.count, Self.numberBytes.contains(bytes[offset]) { offset += 1 }
-            let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self)
-            // SQLite and the writer spell infinities 1e999; Double("1e999") is nil, strtod gives ±inf.
-            guard !text.isEmpty, let value = Double(text) ?? (text.hasSuffix("e999") ? (text.hasPrefix("-") ? -.infinity : .infinity) : nil)
-            else { throw Failure(message: "bad number at byte \(start)") }
+            while offset < bytes.count, Self.isNumberByte(bytes[offset]) { offset += 1 }
+            // A delimiter always follows a number inside the object, so strtod stops within the buffer. It reads the
+            // writer's ±1e999 as ±infinity, as SQLite does.
+            guard offset > start, offset < bytes.count, let base = bytes.baseAddress else {
+                throw Failure(message: "bad number at byte \(start)")
+            }
+            var end: UnsafeMutablePointer<CChar>?
+            let value = UnsafeRawPointer(base + start).withMemoryRebound(to: CChar.self, capacity: offset - start) { strtod($0, &end) }
+            let consumed = end.map { UnsafeRawPointer($0) - UnsafeRawPointer(base + start) } ?? -1
+            guard consumed == offset - start else {
+                throw Failure(message: "bad number at byte \(start)")
+            }
             return value
         }
 
-        private static let numberBytes = Set("+-0123456789.eE".utf8)
+        private static func isNumberByte(_ byte: UInt8) -> Bool {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."),
+                 UInt8(ascii: "e"), UInt8(ascii: "E"): true
+            default: false
+            }
+        }
 
         mutating func string() throws(Failure) -> String {
             try expect(UInt8(ascii: "\""))

@@ -231,53 +231,53 @@ final class ReportBuilder {
         let queue = UnitQueue(units)
         var outputs = [WorkerOutput](repeating: WorkerOutput(), count: workers)
         withoutActuallyEscaping(progress) { progress in
-        let progressBox = UncheckedBox(progress)
-        outputs.withUnsafeMutableBufferPointer { buffer in
-            let slots = UncheckedBuffer(buffer)
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                var output = WorkerOutput()
-                do {
-                    let catalog = try Catalog.open(path: path, readOnly: true)
-                    var prompts: [Int64: ReportPages.PromptText] = [:]
-                    while true {
-                        guard let unit = queue.next() else { break }
-                        let records = try catalog.reportDecompositions(model: plan.model.name, checkpoint: unit.checkpoint,
-                                                                       layer: unit.layer, feature: options.feature)
-                        var group: [DecompositionRecord] = []
-                        var written = 0
-                        func flush() throws {
-                            guard let first = group.first else { return }
-                            let cited = Set(group.flatMap { $0.components.flatMap { $0.examples.map(\.promptRowID) } })
-                            let missing = cited.subtracting(prompts.keys)
-                            if !missing.isEmpty {
-                                for (row, prompt) in try catalog.promptContexts(missing) { prompts[row] = ReportPages.PromptText(prompt) }
+            let progressBox = UncheckedBox(progress)
+            outputs.withUnsafeMutableBufferPointer { buffer in
+                let slots = UncheckedBuffer(buffer)
+                DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                    var output = WorkerOutput()
+                    do {
+                        let catalog = try Catalog.open(path: path, readOnly: true)
+                        var prompts: [Int64: ReportPages.PromptText] = [:]
+                        while true {
+                            guard let unit = queue.next() else { break }
+                            let records = try catalog.reportDecompositions(model: plan.model.name, checkpoint: unit.checkpoint,
+                                                                           layer: unit.layer, feature: options.feature)
+                            var group: [DecompositionRecord] = []
+                            var written = 0
+                            func flush() throws {
+                                guard let first = group.first else { return }
+                                let cited = Set(group.flatMap { $0.components.flatMap { $0.examples.map(\.promptRowID) } })
+                                let missing = cited.subtracting(prompts.keys)
+                                if !missing.isEmpty {
+                                    for (row, prompt) in try catalog.promptContexts(missing) { prompts[row] = ReportPages.PromptText(prompt) }
+                                }
+                                let page = ReportPages.HeadPage(plan: plan, checkpoint: unit.checkpoint, layer: first.layer, head: first.head,
+                                                                kvHead: first.kvHead, decompositions: group,
+                                                                prompts: prompts.filter { cited.contains($0.key) }, trajectories: trajectories)
+                                let html = page.render(top: options.top, budget: options.pageBudget)
+                                let relative = plan.headPage(checkpoint: unit.checkpoint, layer: first.layer, head: first.head)
+                                    ?? "\(plan.slug)/\(plan.checkpointSlugs[unit.checkpoint] ?? "-")/L\(first.layer)H\(first.head).html"
+                                try Self.writeFile(html, to: directory.appendingPathComponent(relative))
+                                output.pages.append((relative, html.utf8.count))
+                                output.searchEntries += Self.searchEntries(page)
+                                written += 1
+                                group.removeAll(keepingCapacity: true)
                             }
-                            let page = ReportPages.HeadPage(plan: plan, checkpoint: unit.checkpoint, layer: first.layer, head: first.head,
-                                                            kvHead: first.kvHead, decompositions: group,
-                                                            prompts: prompts.filter { cited.contains($0.key) }, trajectories: trajectories)
-                            let html = page.render(top: options.top, budget: options.pageBudget)
-                            let relative = plan.headPage(checkpoint: unit.checkpoint, layer: first.layer, head: first.head)
-                                ?? "\(plan.slug)/\(plan.checkpointSlugs[unit.checkpoint] ?? "-")/L\(first.layer)H\(first.head).html"
-                            try Self.writeFile(html, to: directory.appendingPathComponent(relative))
-                            output.pages.append((relative, html.utf8.count))
-                            output.searchEntries += Self.searchEntries(page)
-                            written += 1
-                            group.removeAll(keepingCapacity: true)
+                            for record in records {
+                                if let first = group.first, first.head != record.head { try flush() }
+                                group.append(record)
+                            }
+                            try flush()
+                            queue.withLock { progressBox.value(written) }
                         }
-                        for record in records {
-                            if let first = group.first, first.head != record.head { try flush() }
-                            group.append(record)
-                        }
-                        try flush()
-                        queue.withLock { progressBox.value(written) }
+                    } catch {
+                        output.error = error
+                        queue.stop()   // the other workers stop after their unit
                     }
-                } catch {
-                    output.error = error
-                    queue.stop()   // the other workers stop after their unit
+                    slots.buffer[worker] = output
                 }
-                slots.buffer[worker] = output
             }
-        }
         }
         for output in outputs {
             if let error = output.error { throw error }
