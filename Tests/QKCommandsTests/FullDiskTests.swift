@@ -150,16 +150,18 @@ struct FullDiskTests {
         #expect(try Migrator.version(of: Database(path: db, mode: .readOnly)) == 1)
 
         try disk.fill(leaving: 64 << 10)
-        Self.expectNoSpace(qkcat(["list", "models", "--db", db]), db)
+        Self.expectNoSpace(qkcat(["upgrade", "--db", db]), db)
         try disk.free()
 
         let after = try CatalogSnapshot.take(db)
         #expect(after.integrity == "ok")
         #expect(after.content == before.content)
         #expect(try Migrator.version(of: Database(path: db, mode: .readOnly)) == 1)
-        let upgraded = qkcat(["list", "models", "--db", db])
+        let upgraded = qkcat(["upgrade", "--db", db])
         #expect(upgraded.code == 0, "\(upgraded.err)")
-        #expect(upgraded.err.contains("upgraded \(db) from catalog schema version 1"))
-        #expect(upgraded.out.contains("old/model"))
+        #expect(upgraded.out == "Upgraded \(db) from catalog schema version 1 to \(Migrator.currentVersion).\n")
+        let listed = qkcat(["list", "models", "--db", db])
+        #expect(listed.code == 0, "\(listed.err)")
+        #expect(listed.out.contains("old/model"))
     }
 }

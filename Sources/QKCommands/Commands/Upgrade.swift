@@ -15,7 +15,8 @@ extension QKCat {
             run: { invocation in
                 let path = Shared.catalogPath(invocation)
                 guard FileManager.default.fileExists(atPath: path) else { throw CommandError.failure("no catalog at \(path)") }
-                let catalog = try Catalog.open(path: path)
+                let catalog = try Catalog.open(
+                    path: path, busyTimeoutMilliseconds: try Shared.busyTimeoutMilliseconds(invocation))
                 if let found = catalog.upgradedFrom {
                     invocation.print("Upgraded \(path) from catalog schema version \(found) to \(Migrator.currentVersion).")
                 } else {
