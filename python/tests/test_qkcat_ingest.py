@@ -75,7 +75,8 @@ def test_ingested_python_capture_matches_numpy_contrast(tmp_path):
             assert (record["n_pos_pairs"], record["n_neg_pairs"]) == (n_plus, n_minus)
             expected = np.linalg.svd(delta[head], compute_uv=False)
             np.testing.assert_allclose(record["singular_values"], expected, rtol=1e-5, atol=1e-6 * expected[0])
-            np.testing.assert_allclose(record["frobenius"], np.linalg.norm(delta[head]), rtol=1e-9)
+            # ΔC is summed in float32 blocks (README: within 65·2⁻²⁴ of its terms' magnitudes), so not to 1e-9.
+                np.testing.assert_allclose(record["frobenius"], np.linalg.norm(delta[head]), rtol=1e-6)
             # With energy 1 every component is kept: Σ σ u vᵀ rebuilds ΔC (u, v stored as float32).
             rebuilt = sum(c["sigma"] * np.outer(c["u"], c["v"]) for c in record["components"])
             np.testing.assert_allclose(rebuilt, delta[head], atol=1e-5 * expected[0])
