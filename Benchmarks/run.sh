@@ -83,6 +83,6 @@ python3 Benchmarks/label_sequence.py .build/release/qkcat "$OUT/minilm.sqlite" 6
 PYTHONPATH=python python3 Benchmarks/capture_writer_bench.py --prompts 500,2000 --repeats "$REPEAT" | tee "$OUT/capture_writer.txt"
 
 # capture_hf against the bare forward passes (torch and transformers from the .venv of `make test`).
-.venv/bin/python Benchmarks/hf_capture_bench.py --prompts 128,512 --repeats "$REPEAT" | tee "$OUT/hf_capture.txt"
+.venv/bin/python Benchmarks/hf_capture_bench.py --prompts 64,256 --repeats "$REPEAT" | tee "$OUT/hf_capture.txt"
 
 python3 Benchmarks/summarize.py "$RESULTS"
