@@ -23,6 +23,13 @@ typedef double qk_v8d __attribute__((vector_size(64)));
 
 /// `tile[i][j] = Σ_k ap[k][i] · bp[k][j]` for the 12 × 16 tile, `pass` rows at a time (as many as
 /// there are vector registers for accumulators: 12 with AVX-512, 6 with AVX2, 2 with SSE2).
+/// `bytes` (rounded up to whole cache lines, as aligned_alloc wants) aligned to 64; aborts when memory is exhausted.
+static void *allocate(size_t bytes) {
+    void *p = aligned_alloc(64, bytes ? (bytes + 63) / 64 * 64 : 64);
+    if (!p) abort();
+    return p;
+}
+
 QK_INLINE void microkernel(int depth, const float *restrict ap, const float *restrict bp, float *restrict tile,
                            const int pass) {
     for (int g = 0; g < QK_MR; g += pass) {
@@ -53,8 +60,8 @@ QK_INLINE void gemm_tn(int m, int n, int count, const float *a, int lda, const i
                        int ldb, double *c, int ldc, const int pass) {
     if (m <= 0 || n <= 0 || count <= 0) return;
     const int mpanels = (m + QK_MR - 1) / QK_MR, npanels = (n + QK_NR - 1) / QK_NR;
-    float *apack = aligned_alloc(64, sizeof(float) * (size_t)mpanels * QK_MR * QK_KC);
-    float *bpack = aligned_alloc(64, sizeof(float) * (size_t)npanels * QK_NR * QK_KC);
+    float *apack = allocate(sizeof(float) * (size_t)mpanels * QK_MR * QK_KC);
+    float *bpack = allocate(sizeof(float) * (size_t)npanels * QK_NR * QK_KC);
     float tile[QK_MR * QK_NR] __attribute__((aligned(64)));
     for (int r0 = 0; r0 < count; r0 += QK_KC) {
         const int depth = count - r0 < QK_KC ? count - r0 : QK_KC;
@@ -82,7 +89,7 @@ QK_INLINE void gemm_tn(int m, int n, int count, const float *a, int lda, const i
 QK_INLINE void scores(int row_count, int depth, const float *x, int ldx, const float *panels, int panel_count,
                       float *out, int ldo, const int pass) {
     if (row_count <= 0 || panel_count <= 0) return;
-    float *apack = aligned_alloc(64, sizeof(float) * (size_t)QK_MR * (depth > 0 ? depth : 1));
+    float *apack = allocate(sizeof(float) * (size_t)QK_MR * (size_t)depth);
     float tile[QK_MR * QK_NR] __attribute__((aligned(64)));
     for (int r0 = 0; r0 < row_count; r0 += QK_MR) {
         const int rows = row_count - r0 < QK_MR ? row_count - r0 : QK_MR;
