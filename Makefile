@@ -60,7 +60,9 @@ test-swift:
 	$(SWIFT) test --skip-build --parallel
 
 # The Swift tests under AddressSanitizer, then under ThreadSanitizer (the engine runs worker threads); each in its
-# own build folder, so the normal debug build stays as it is.
+# own build folder, so the normal debug build stays as it is. Not part of `make test`, hence not of CI: each needs
+# a whole build of its own and runs the suite several times slower (figures in Fuzz/README.md), more than CI's
+# 30 minutes leave beside the Swift, Python and browser tests.
 test-sanitizers: deps
 	$(SWIFT) build --build-tests --sanitize=address --build-path .build-asan
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --skip-build --sanitize=address --build-path .build-asan --parallel
