@@ -7,6 +7,7 @@ Runtime, Log, Network and Page domains enabled, so a test sees every console mes
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -45,9 +46,10 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="qkcat-chromium-")
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
-        # Descriptors 3 and 4 of the child; moved above 10 first so dup2 cannot clobber one with the other.
-        high_read = os.dup2(to_browser_read, 20)
-        high_write = os.dup2(from_browser_write, 21)
+        # Descriptors 3 and 4 of the child; copied to free descriptors above 10 first so that the child's dup2
+        # cannot clobber one with the other (a fixed number could be one of the pipes themselves).
+        high_read = fcntl.fcntl(to_browser_read, fcntl.F_DUPFD, 10)
+        high_write = fcntl.fcntl(from_browser_write, fcntl.F_DUPFD, 10)
         os.close(to_browser_read)
         os.close(from_browser_write)
 

@@ -58,7 +58,7 @@ def hostile_site(tmp_path_factory):
                                  positional="none") as writer:
         for p in range(60):
             tokens = ["<s>", strange[p % len(strange)], ",", strange[(p + 3) % len(strange)], ",", "fruits", "?"]
-            writer.add_prompt(f"p<{p}>", tokens, query_position=5, query_labels={"category": "a" if p % 2 else "b"},
+            writer.add_prompt(f"p<{p}>", tokens=tokens, query_position=5, query_labels={"category": "a" if p % 2 else "b"},
                               keys=[{"position": 1, "labels": {"category": "a"}},
                                     {"position": 3, "labels": {"category": "b"}}],
                               q={0: rng.standard_normal((2, 8)).astype(np.float32)},

@@ -28,7 +28,7 @@ def contrast(capture, layer, feature):
     kv_map = np.arange(model["n_heads"]) // (model["n_heads"] // model["n_kv_heads"])
     prompts = [{"query_labels": p["query"].get("labels", {}), "keys": [{"labels": k.get("labels", {})} for k in p["keys"]]}
                for p in capture.prompts]
-    delta, _, _ = pair_contrast(prompts, capture.tensors.q(layer), capture.tensors.k(layer), kv_map, feature)
+    delta = pair_contrast(prompts, capture.tensors.q(layer), capture.tensors.k(layer), kv_map, feature)[0]
     return delta
 
 
