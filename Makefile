@@ -12,7 +12,7 @@ TRAJECTORY := Examples/trajectory
 TRAJECTORY_MODEL := qkcat/trajectory-llama
 TRAJECTORY_LAST := step4096
 TRAJECTORY_LAYER := 1
-TRAJECTORY_HEAD := 3
+TRAJECTORY_HEAD := 1
 TORCH_VERSION := 2.13.*
 
 .PHONY: all build release demo test test-swift test-python test-package test-sanitizers fuzz bench deps browser screenshots clean

@@ -18,7 +18,8 @@ batch of each stream of TRAIN_MIX, all from `qkcapture.tasks`:
 
 The loss is the cross-entropy of the answer token at the last position only. Training is
 deterministic: one thread, `torch.use_deterministic_algorithms`, seeded initialization and data.
-Checkpoints (`save_pretrained`, with the tokenizer) go to `--work` at steps 0, 1, 2, 4, ..., 4096;
+Checkpoints (`save_pretrained`, with the tokenizer) go to `--work` at steps 0, 1, 2, 4, ..., 512,
+then every 512 steps to 4096;
 each is captured with `qkcapture.capture_hf` (all layers, F16) on 150 held-out prompts of each task
 into `--out/step<N>`, with the checkpoint's accuracy on each task (the answer is the top next
 token) in the capture's `dataset` provenance. Held-out prompts come from other seeds and none of
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 import torch
+import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -54,13 +56,15 @@ HELD_OUT = 150                # prompts per task in every capture
 
 # Training.
 STEPS = 4096
-SCHEDULE = [0] + [2 ** i for i in range(13)]   # 0, 1, 2, 4, ..., 4096: log-spaced, like Pythia's
+# Like Pythia's: log-spaced at first (0, 1, 2, 4, ..., 512), then evenly spaced (1024, 1536, ..., 4096), so
+# that both the first steps and the slow second half, where binding is learned, are seen.
+SCHEDULE = [0] + [2 ** i for i in range(10)] + list(range(1024, STEPS + 1, 512))
 # Every step trains on one batch of each stream: (task, options, batch size, seed). Binding with two
 # pairs is learned first and opens the way to the held-out setting.
 TRAIN_MIX = (("filter", FILTER_OPTIONS, 32, 1),
              ("binding", dict(n_pairs=2), 32, 2),
              ("binding", BINDING_OPTIONS, 32, 3))
-LEARNING_RATE = 3e-3
+LEARNING_RATE = 1e-3
 WARMUP = 32
 DECAY = 0.25                  # the last quarter of the steps decays the learning rate linearly to 0
 WEIGHT_DECAY = 0.01
@@ -264,6 +268,7 @@ def main(argv=None) -> None:
     parser.add_argument("--stop-after", type=int, default=STEPS,
                         help="stop after this step (same schedule; the test runs the first steps only)")
     args = parser.parse_args(argv)
+    transformers.utils.logging.disable_progress_bar()   # a bar per saved checkpoint would bury the log
     train(args.out, args.work or args.out / "checkpoints", args.stop_after)
 
 
