@@ -82,7 +82,7 @@ $(PY_STAMP): python/pyproject.toml
 	touch $@
 
 test-python: $(PY_STAMP) browser
-	cd python && QKCAT_BIN=.build/debug/qkcat QKCAT_REQUIRE_BROWSER=1 HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
+	cd python && QKCAT_BIN=.build/debug/qkcat QKCAT_REQUIRE_BROWSER=1 QKCAT_NO_SKIPS=1 HF_HUB_OFFLINE=1 ../$(VENV)/bin/python -m pytest -q
 
 # Rewrites docs/report-index.png and docs/report-head.png from the bundled example (after `swift build`).
 screenshots: $(PY_STAMP) browser

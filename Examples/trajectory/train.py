@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Train a small Llama from scratch on the paper's two tasks, saving checkpoints on a log-spaced
-schedule, and capture every checkpoint on held-out prompts.
+"""Train a small Llama from scratch on the paper's two tasks and capture its checkpoints.
+
+Checkpoints are saved on a schedule like Pythia's and each is captured on held-out prompts.
 
     pip install ./python "torch==2.13.*" "transformers==5.24.*" tokenizers
     python Examples/trajectory/train.py            # regenerates Examples/trajectory/step*/
@@ -19,8 +20,7 @@ batch of each stream of TRAIN_MIX, all from `qkcapture.tasks`:
 The loss is the cross-entropy of the answer token at the last position only. Training is
 deterministic: one thread, `torch.use_deterministic_algorithms`, seeded initialization and data.
 Checkpoints (`save_pretrained`, with the tokenizer) go to `--work` at steps 0, 1, 2, 4, ..., 512,
-then every 512 steps to 4096;
-each is captured with `qkcapture.capture_hf` (all layers, F16) on 150 held-out prompts of each task
+then every 512 steps to 4096; each is captured with `qkcapture.capture_hf` (all layers, F16) on 150 held-out prompts of each task
 into `--out/step<N>`, with the checkpoint's accuracy on each task (the answer is the top next
 token) in the capture's `dataset` provenance. Held-out prompts come from other seeds and none of
 their texts is ever trained on. `--stop-after N` stops early on the same schedule (the test runs
@@ -29,10 +29,7 @@ the first steps and compares the captures with the committed ones).
 from __future__ import annotations
 
 import argparse
-import os
-import random
 import string
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -59,8 +56,8 @@ STEPS = 4096
 # Like Pythia's: log-spaced at first (0, 1, 2, 4, ..., 512), then evenly spaced (1024, 1536, ..., 4096), so
 # that both the first steps and the slow second half, where binding is learned, are seen.
 SCHEDULE = [0] + [2 ** i for i in range(10)] + list(range(1024, STEPS + 1, 512))
-# Every step trains on one batch of each stream: (task, options, batch size, seed). Binding with two
-# pairs is learned first and opens the way to the held-out setting.
+# Every step trains on one batch of each stream: (task, options, batch size, seed). The two-box stream is
+# there as the easier form of the held-out three-box setting.
 TRAIN_MIX = (("filter", FILTER_OPTIONS, 32, 1),
              ("binding", dict(n_pairs=2), 32, 2),
              ("binding", BINDING_OPTIONS, 32, 3))
@@ -220,7 +217,6 @@ def capture(model, tokenizer, step: int, evaluation: Dict[str, List[dict]], out:
 
 def train(out: Path, work: Path, stop_after: int = STEPS, log=print) -> Dict[int, Dict[str, float]]:
     torch.manual_seed(SEED)
-    random.seed(SEED)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     tokenizer = word_level_tokenizer()
@@ -261,13 +257,15 @@ def train(out: Path, work: Path, stop_after: int = STEPS, log=print) -> Dict[int
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE, help="where the step<N> captures go (default: this folder)")
     parser.add_argument("--work", type=Path, default=None,
-                        help="where the model checkpoints go (default: a 'checkpoints' folder next to --out)")
+                        help="where the model checkpoints go (default: a 'checkpoints' folder inside --out)")
     parser.add_argument("--stop-after", type=int, default=STEPS,
                         help="stop after this step (same schedule; the test runs the first steps only)")
     args = parser.parse_args(argv)
+    if not 0 <= args.stop_after <= STEPS:
+        parser.error(f"--stop-after must be between 0 and {STEPS}, not {args.stop_after}")
     transformers.utils.logging.disable_progress_bar()   # a bar per saved checkpoint would bury the log
     train(args.out, args.work or args.out / "checkpoints", args.stop_after)
 

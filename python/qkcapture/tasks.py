@@ -32,6 +32,7 @@ __all__ = [
     "FILTER_TEMPLATE",
     "BINDING_TEMPLATE",
     "BINDING_PAIR_TEMPLATE",
+    "FILTER_ITEM_TEMPLATE",
     "FEATURES",
     "filter_lists",
     "box_binding",

@@ -1,4 +1,8 @@
-"""Shared helpers: a small writer configuration and random prompts for it."""
+"""Shared helpers: a small writer configuration and random prompts for it; and, when
+QKCAT_NO_SKIPS is set (as `make test` does), every skip counts as a failure, so that a missing
+optional dependency cannot quietly drop a test."""
+import os
+
 import numpy as np
 import pytest
 
@@ -39,3 +43,21 @@ def random_prompt(rng, index, n_keys=3, spec=SPEC, scale=1.0):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def _skips_fail(report):
+    if os.environ.get("QKCAT_NO_SKIPS") and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but QKCAT_NO_SKIPS is set: {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _skips_fail(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _skips_fail(outcome.get_result())
