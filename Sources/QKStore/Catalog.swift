@@ -14,6 +14,9 @@ public final class Catalog {
     /// How many components a filter may let through for a search to start from them (checking each one's words);
     /// past it, the words' matches lead (they come best first) and the filter is checked on them.
     var filterLeadLimit = 1000
+    /// How many of the words' rows a search reads in order per candidate of a leading filter before it seeks each
+    /// candidate's row instead: one seek costs about as much as reading this many rows.
+    var seekCost = 128
 
     init(database: Database) { self.database = database }
 

@@ -116,41 +116,48 @@ extension Catalog {
         return found
     }
 
-    /// The best `limit` of `candidates` (rank keys in order) whose rows hold every word, tier by tier. Tier 0 rows
-    /// exist only for labelled components: their matches are listed from the index; tiers 1 and 2 are checked
-    /// candidate by candidate, best first, until `limit` are found.
+    /// The best `limit` of `candidates` (rank keys in order) whose rows hold every word, tier by tier.
+    ///
+    /// Each tier merges the candidates with the words' rows of that tier, both in rowid order: the rows are read in
+    /// order while they are dense among the candidates; once more than `seekCost` rows have been read per candidate
+    /// passed, the row of each remaining candidate is sought instead. Either way a search costs at most about twice
+    /// what the cheaper of reading and seeking would.
     private func matching(_ words: [String], among candidates: [Int64], limit: Int)
         throws(StoreError) -> [(id: Int64, tier: Int?)]
     {
         if words.isEmpty { return candidates.prefix(limit).map { (SearchOrder.componentID($0), nil) } }
-        let wanted = Set(candidates)
-        let labelled = try integers("""
-            SELECT rowid FROM component_text WHERE component_text MATCH ? AND rowid < \(SearchOrder.rowid(0, tier: 1))
-             ORDER BY rowid
-            """, [.text(words.map(SearchText.quoted).joined(separator: " AND "))]).filter(wanted.contains)
-        var found: [(id: Int64, tier: Int?)] = labelled.prefix(limit).map { (SearchOrder.componentID($0), 0) }
-        var taken = Set(labelled)
-        let checks = try words.map { word throws(StoreError) in
-            let statement = try database.prepare("SELECT 1 FROM component_text WHERE component_text MATCH ? AND rowid = ?")
-            try statement.bind(SearchText.quoted(word), at: 1)
-            return statement
-        }
-        func holdsEveryWord(_ rowid: Int64) throws(StoreError) -> Bool {
-            for check in checks {
-                defer { check.reset() }
-                try check.bind(rowid, at: 2)
-                guard try check.step() else { return false }
-            }
-            return true
-        }
-        for tier in 1 ... 2 {
-            for key in candidates where !taken.contains(key) {
-                guard found.count < limit else { return found }
-                if try holdsEveryWord(SearchOrder.rowid(key, tier: tier)) {
-                    taken.insert(key)
-                    found.append((SearchOrder.componentID(key), tier))
+        let rows = try database.prepare("""
+            SELECT rowid FROM component_text WHERE component_text MATCH ? AND rowid >= ? AND rowid <= ? ORDER BY rowid
+            """)
+        try rows.bind(words.map(SearchText.quoted).joined(separator: " AND "), at: 1)
+        var found: [(id: Int64, tier: Int?)] = []
+        var remaining = candidates
+        for tier in 0 ... 2 where !remaining.isEmpty {
+            try rows.bind(SearchOrder.rowid(remaining[0], tier: tier), at: 2)
+            try rows.bind(SearchOrder.rowid(SearchOrder.rankKeyMask, tier: tier), at: 3)
+            var missed: [Int64] = []
+            var next = 0, read = 0
+            var reading = true
+            while found.count < limit, next < remaining.count {
+                if !reading {
+                    rows.reset()
+                    try rows.bind(SearchOrder.rowid(remaining[next], tier: tier), at: 2)
                 }
+                guard try rows.step() else { break }
+                read += 1
+                let key = try rows.required(0, as: Int64.self) & SearchOrder.rankKeyMask
+                while next < remaining.count, remaining[next] < key {
+                    missed.append(remaining[next])
+                    next += 1
+                }
+                if next < remaining.count, remaining[next] == key {
+                    found.append((SearchOrder.componentID(key), tier))
+                    next += 1
+                }
+                reading = reading && read <= seekCost * (next + 1)
             }
+            rows.reset()
+            remaining = missed + remaining[next...]
         }
         return found
     }
