@@ -33,12 +33,6 @@ extension Catalog {
         return DecompositionsWithContext(decompositions: records, prompts: try loader.prompts(promptRows))
     }
 
-    /// `show --model M --layer L --head H [--feature F]`.
-    public func decompositions(model: String?, checkpoint: String? = nil, layer: Int? = nil, head: Int? = nil,
-                               feature: String? = nil) throws(StoreError) -> DecompositionsWithContext {
-        try decompositions(SearchFilters(model: model, checkpoint: checkpoint, layer: layer, head: head, feature: feature))
-    }
-
     // MARK: Export
 
     /// Every decomposition matching `filters`, loaded one at a time, in catalog order.

@@ -32,19 +32,6 @@ public struct StoredSubspaces: ComparedDecomposition, Sendable, Equatable {
     }
 }
 
-/// The query-side subspace of one pooled decomposition: the `u` of its kept components.
-public struct QuerySubspaceRecord: Sendable, Equatable {
-    public var decompositionID: Int64
-    public var captureID: Int64
-    public var layer: Int
-    public var head: Int
-    public var kvHead: Int
-    public var headDimension: Int
-    public var feature: String
-    /// `u` of components 0 ..< rank, in index order.
-    public var vectors: [[Float]]
-}
-
 extension Catalog {
     /// Every decomposition of one checkpoint matching `filters`' layer, head, feature and value (model
     /// and checkpoint come from the arguments), with its component vectors; `pooledOnly` drops the
@@ -105,17 +92,5 @@ extension Catalog {
             latest[record.key] = (record, entry.captureID)
         }
         return latest.values.map(\.record).sorted { $0.key < $1.key }
-    }
-
-    /// Query subspaces of the pooled decompositions of `model` at `checkpoint`, optionally of one layer,
-    /// head or set of features, ordered by layer, head and feature name (the latest capture wins, as above).
-    public func querySubspaces(model: String, checkpoint: String, layer: Int? = nil, head: Int? = nil,
-                               features: [String]? = nil) throws(StoreError) -> [QuerySubspaceRecord] {
-        try subspaces(model: model, checkpoint: checkpoint, filters: SearchFilters(layer: layer, head: head),
-                      pooledOnly: true)
-            .filter { features?.contains($0.feature) ?? true }
-            .map { QuerySubspaceRecord(decompositionID: $0.decompositionID, captureID: $0.captureID, layer: $0.layer,
-                                       head: $0.head, kvHead: $0.kvHead, headDimension: $0.headDimension,
-                                       feature: $0.feature, vectors: $0.u) }
     }
 }

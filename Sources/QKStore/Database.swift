@@ -25,7 +25,6 @@ public final class Database {
     }
 
     public let path: String
-    public let isReadOnly: Bool
     let handle: OpaquePointer
 
     /// Opens `path`; turns on foreign keys and extended result codes and sets the busy timeout.
@@ -41,7 +40,6 @@ public final class Database {
         case .readOnly: flags = SQLITE_OPEN_READONLY
         }
         self.path = path
-        self.isReadOnly = mode == .readOnly
         var handle = try Self.open(path, path: path, flags: flags)
         if mode == .readOnly, let failure = Self.probe(handle), Self.cannotOpenSharedMemory(failure) {
             sqlite3_close_v2(handle)
@@ -149,11 +147,6 @@ public final class Database {
         // A large ingest rewrites B-tree pages many times inside one transaction; a bigger page cache (64 MiB)
         // keeps them in memory instead of spilling each version to the log.
         try execute("PRAGMA cache_size = -65536")
-    }
-
-    /// Current `PRAGMA journal_mode`.
-    public func journalMode() throws(StoreError) -> String {
-        try scalarText("PRAGMA journal_mode") ?? ""
     }
 
     /// Runs a script of one or more statements without results.
@@ -304,41 +297,30 @@ public final class Statement {
     }
 
     public func bind(_ value: String?, at index: Int32) throws(StoreError) {
-        guard let value else { return try bindNull(at: index) }
-        // An explicit byte length keeps any embedded NUL; an empty string must still bind a non-NULL pointer.
-        if value.isEmpty {
-            try database.check(sqlite3_bind_text(handle, index, "", 0, transientDestructor), sql: sql)
-            return
-        }
-        var copy = value
-        let code = copy.withUTF8 { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { chars in
-                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), transientDestructor)
-            }
-        }
-        try database.check(code, sql: sql)
+        guard var value else { return try bindNull(at: index) }
+        try database.check(value.withUTF8 { bindText(UnsafeRawBufferPointer($0), at: index) }, sql: sql)
     }
 
     /// Binds text given as UTF-8 bytes (the caller guarantees valid UTF-8), without building a String.
     func bind(utf8 bytes: [UInt8], at index: Int32) throws(StoreError) {
-        // An empty text still needs a non-NULL pointer, or SQLite stores NULL.
-        guard !bytes.isEmpty else { return try bind("", at: index) }
-        let code = bytes.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { chars in
-                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), transientDestructor)
-            }
-        }
-        try database.check(code, sql: sql)
+        try database.check(bytes.withUnsafeBytes { bindText($0, at: index) }, sql: sql)
     }
 
     public func bind(_ value: Data?, at index: Int32) throws(StoreError) {
         guard let value else { return try bindNull(at: index) }
-        let code = value.withUnsafeBytes { bytes in
-            // A zero-length blob still needs a non-NULL pointer, or SQLite stores NULL.
-            sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count),
-                              transientDestructor)
-        }
-        try database.check(code, sql: sql)
+        try database.check(value.withUnsafeBytes { bindBlob($0, at: index) }, sql: sql)
+    }
+
+    // An explicit byte length keeps any embedded NUL; an empty text or blob still needs a non-NULL pointer, or SQLite
+    // stores NULL.
+    private func bindText(_ bytes: UnsafeRawBufferPointer, at index: Int32) -> Int32 {
+        let start = (bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!).assumingMemoryBound(to: CChar.self)
+        return sqlite3_bind_text(handle, index, start, Int32(bytes.count), transientDestructor)
+    }
+
+    private func bindBlob(_ bytes: UnsafeRawBufferPointer, at index: Int32) -> Int32 {
+        sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count),
+                          transientDestructor)
     }
 
     public func bindNull(at index: Int32) throws(StoreError) {
@@ -360,27 +342,10 @@ public final class Statement {
         for (offset, value) in values.enumerated() { try bind(value, at: Int32(offset + 1)) }
     }
 
-    /// The index of a named parameter such as `:name`, `@name` or `$name`.
-    public func parameterIndex(_ name: String) throws(StoreError) -> Int32 {
-        let index = sqlite3_bind_parameter_index(handle, name)
-        guard index > 0 else { throw .invalidArgument("no parameter \(name) in: \(sql)") }
-        return index
-    }
-
-    public func bind(_ value: Int?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-    public func bind(_ value: Double?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-    public func bind(_ value: String?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-    public func bind(_ value: Data?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-    public func bind(_ value: SQLValue, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-
     /// Binds a float vector as a little-endian float32 BLOB without an intermediate copy on little-endian hosts.
     public func bindFloat32Blob(_ vector: [Float], at index: Int32) throws(StoreError) {
         #if _endian(little)
-        let code = vector.withUnsafeBytes { bytes in
-            sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count),
-                              transientDestructor)
-        }
-        try database.check(code, sql: sql)
+        try database.check(vector.withUnsafeBytes { bindBlob($0, at: index) }, sql: sql)
         #else
         try bind(Float32Blob.encode(vector), at: index)
         #endif
@@ -432,12 +397,7 @@ public final class Statement {
         return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
     }
 
-    public func blob(at index: Int32) -> Data? {
-        guard !isNull(at: index) else { return nil }
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count > 0, let pointer = sqlite3_column_blob(handle, index) else { return Data() }
-        return Data(bytes: pointer, count: count)
-    }
+    public func blob(at index: Int32) -> Data? { rawBlob(at: index).map { Data($0) } }
 
     /// A BLOB column's bytes in place, valid until the next step or reset (nil: NULL).
     func rawBlob(at index: Int32) -> UnsafeRawBufferPointer? {
@@ -451,13 +411,11 @@ public final class Statement {
 
     /// A little-endian float32 BLOB column as floats (nil: NULL).
     public func float32Blob(at index: Int32) throws(StoreError) -> [Float]? {
-        guard !isNull(at: index) else { return nil }
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count % 4 == 0 else {
-            throw .corrupt("a float32 BLOB of \(count) bytes (not a multiple of 4) in column \(columnName(at: index))")
+        guard let bytes = rawBlob(at: index) else { return nil }
+        guard bytes.count % 4 == 0 else {
+            throw .corrupt("a float32 BLOB of \(bytes.count) bytes (not a multiple of 4) in column \(columnName(at: index))")
         }
-        guard count > 0, let pointer = sqlite3_column_blob(handle, index) else { return [] }
-        return Float32Blob.decode(UnsafeRawBufferPointer(start: pointer, count: count))
+        return Float32Blob.decode(bytes)
     }
 
     /// A function argument as a value.
@@ -515,16 +473,10 @@ public enum Float32Blob {
         return data
     }
 
-    public static func encode(_ vector: [Double]) -> Data { encode(vector.map { Float($0) }) }
-
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> [Float] {
         (0 ..< bytes.count / 4).map { offset in
             Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset * 4, as: UInt32.self)))
         }
-    }
-
-    public static func decode(_ data: Data) -> [Float] {
-        data.withUnsafeBytes { decode($0) }
     }
 }
 
