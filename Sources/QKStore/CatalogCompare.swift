@@ -40,8 +40,9 @@ extension Catalog {
 
     /// The model called `name`; an error naming the catalog's models when there is none.
     public func model(named name: String) throws(StoreError) -> ModelRecord {
-        guard let model = try listModels().first(where: { $0.name == name }) else {
-            let known = try listModels().map(\.name)
+        let models = try listModels()
+        guard let model = models.first(where: { $0.name == name }) else {
+            let known = models.map(\.name)
             throw .invalidArgument("model '\(name)' not found " + (known.isEmpty ? "(the catalog is empty)" : "(models: \(known.joined(separator: ", ")))"))
         }
         return model

@@ -6,27 +6,26 @@ extension Catalog {
 
     /// The capture with this content hash, if it was ingested.
     public func capture(withHash contentHash: String) throws(StoreError) -> CaptureRecord? {
-        try captures(where: "cap.content_hash = ?", [.text(contentHash)]).first
+        try captures(SQLCondition(terms: ["cap.content_hash = ?"], values: [.text(contentHash)])).first
     }
 
     /// Every capture, optionally of one model or checkpoint.
     public func listCaptures(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [CaptureRecord] {
-        let sql = SearchFilters(model: filters.model, checkpoint: filters.checkpoint)
-            .condition(FilterColumns(checkpointID: "cap.checkpoint_id"))
-        return try captures(where: sql.isEmpty ? "1" : sql.terms.joined(separator: " AND "), sql.values)
+        try captures(SearchFilters(model: filters.model, checkpoint: filters.checkpoint)
+            .condition(FilterColumns(checkpointID: "cap.checkpoint_id")))
     }
 
-    private func captures(where condition: String, _ values: [SQLValue]) throws(StoreError) -> [CaptureRecord] {
+    private func captures(_ condition: SQLCondition) throws(StoreError) -> [CaptureRecord] {
         let statement = try database.prepare("""
             SELECT cap.id, m.name, ck.name, cap.content_hash, cap.dataset_json, cap.positional, cap.layers_json,
                    cap.n_prompts, cap.n_keys, cap.ingested_at, cap.qkcat_version, cap.energy, cap.options_json
               FROM captures cap
               JOIN checkpoints ck ON ck.id = cap.checkpoint_id
               JOIN models m ON m.id = ck.model_id
-             WHERE \(condition)
+             \(condition.whereClause)
              ORDER BY m.name, ck.ordinal, ck.name, cap.id
             """)
-        try statement.bind(values)
+        try statement.bind(condition.values)
         var records: [CaptureRecord] = []
         while try statement.step() {
             guard let layers = JSONArrays.integers(try statement.required(6)) else {

@@ -25,14 +25,12 @@ enum SearchOrder {
     /// `qkcat_rank_key(sigma, id)` in SQL (migration 4 fills component_keys with it).
     static func register(on database: Database) throws(StoreError) {
         try database.defineFunction("qkcat_rank_key", argumentCount: 2) { arguments in
-            guard case let .integer(id) = arguments[1], (1 ..< Int(idLimit)).contains(id) else { return .null }
-            let sigma: Double
+            guard case let .integer(id) = arguments[1], (1 ..< Int(idLimit)).contains(id) else { return nil }
             switch arguments[0] {
-            case let .real(value): sigma = value
-            case let .integer(value): sigma = Double(value)
-            default: return .null
+            case let .real(sigma): return rankKey(sigma: sigma, id: Int64(id))
+            case let .integer(sigma): return rankKey(sigma: Double(sigma), id: Int64(id))
+            default: return nil
             }
-            return .integer(Int(rankKey(sigma: sigma, id: Int64(id))))
         }
     }
 }

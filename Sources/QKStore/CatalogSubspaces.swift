@@ -58,19 +58,18 @@ extension Catalog {
              \(sql.whereClause)
             """)
         try statement.bind(sql.values)
-        var byID: [Int64: (record: StoredSubspaces, captureID: Int64, vectors: [Int: ([Float], [Float])])] = [:]
+        var byID: [Int64: (record: StoredSubspaces, vectors: [(index: Int, u: [Float], v: [Float])])] = [:]
         while try statement.step() {
             let id = try statement.required(0, as: Int64.self)
             if byID[id] == nil {
                 let singularValues = try statement.float32Blob(at: 9) ?? []
-                let record = StoredSubspaces(
+                byID[id] = (StoredSubspaces(
                     decompositionID: id, captureID: try statement.required(10), model: model, checkpoint: checkpoint, layer: try statement.required(1, as: Int.self),
                     head: try statement.required(2, as: Int.self), kvHead: try statement.required(3, as: Int.self),
                     headDimension: try statement.required(4, as: Int.self), feature: try statement.required(5, as: String.self),
                     value: statement.text(at: 6), rank: try statement.required(7, as: Int.self),
                     sigma1: singularValues.first.map(Double.init) ?? 0, frobenius: try statement.required(8, as: Double.self),
-                    u: [], v: [])
-                byID[id] = (record, record.captureID, [:])
+                    u: [], v: []), [])
             }
             guard let index = statement.int(at: 11) else { continue }   // a decomposition without components
             let u = try statement.float32Blob(at: 12) ?? []
@@ -79,18 +78,16 @@ extension Catalog {
             guard u.count == dimension, v.count == dimension else {
                 throw .corrupt("decomposition \(id) component \(index): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
             }
-            byID[id]!.vectors[index] = (u, v)
+            byID[id]!.vectors.append((index, u, v))
         }
         // The latest capture wins for one key.
-        var latest: [SubspaceKey: (record: StoredSubspaces, captureID: Int64)] = [:]
-        for (_, entry) in byID {
-            var record = entry.record
-            let indices = entry.vectors.keys.sorted()
-            record.u = indices.map { entry.vectors[$0]!.0 }
-            record.v = indices.map { entry.vectors[$0]!.1 }
-            if let existing = latest[record.key], existing.captureID > entry.captureID { continue }
-            latest[record.key] = (record, entry.captureID)
+        var latest: [SubspaceKey: StoredSubspaces] = [:]
+        for (record, vectors) in byID.values where latest[record.key].map({ $0.captureID < record.captureID }) ?? true {
+            let ordered = vectors.sorted { $0.index < $1.index }
+            latest[record.key] = record
+            latest[record.key]!.u = ordered.map(\.u)
+            latest[record.key]!.v = ordered.map(\.v)
         }
-        return latest.values.map(\.record).sorted { $0.key < $1.key }
+        return latest.values.sorted { $0.key < $1.key }
     }
 }

@@ -223,8 +223,9 @@ public final class Database {
     /// Rows changed by the last statement.
     public var changes: Int { Int(sqlite3_changes(handle)) }
 
-    /// Defines a deterministic SQL function of `argumentCount` arguments on this connection.
-    public func defineFunction(_ name: String, argumentCount: Int32, _ body: @escaping ([SQLValue]) -> SQLValue)
+    /// Defines a deterministic SQL function of `argumentCount` arguments with an integer result (nil: NULL) on this
+    /// connection.
+    public func defineFunction(_ name: String, argumentCount: Int32, _ body: @escaping ([SQLValue]) -> Int64?)
         throws(StoreError)
     {
         let box = Unmanaged.passRetained(FunctionBox(body)).toOpaque()
@@ -233,14 +234,7 @@ public final class Database {
             { context, count, arguments in
                 let box = Unmanaged<FunctionBox>.fromOpaque(sqlite3_user_data(context)).takeUnretainedValue()
                 let values = (0 ..< Int(count)).map { Statement.value(of: arguments![$0]) }
-                switch box.body(values) {
-                case .null: sqlite3_result_null(context)
-                case let .integer(int): sqlite3_result_int64(context, Int64(int))
-                case let .real(double): sqlite3_result_double(context, double)
-                case let .text(text): sqlite3_result_text(context, text, -1, transientDestructor)
-                case let .blob(data):
-                    data.withUnsafeBytes { sqlite3_result_blob(context, $0.baseAddress, Int32($0.count), transientDestructor) }
-                }
+                if let result = box.body(values) { sqlite3_result_int64(context, result) } else { sqlite3_result_null(context) }
             }, nil, nil, { box in Unmanaged<FunctionBox>.fromOpaque(box!).release() })
         try check(code, sql: "define function \(name)")
     }
@@ -261,8 +255,8 @@ public final class Database {
 }
 
 private final class FunctionBox {
-    let body: ([SQLValue]) -> SQLValue
-    init(_ body: @escaping ([SQLValue]) -> SQLValue) { self.body = body }
+    let body: ([SQLValue]) -> Int64?
+    init(_ body: @escaping ([SQLValue]) -> Int64?) { self.body = body }
 }
 
 /// A prepared statement; finalized when the last reference goes.
