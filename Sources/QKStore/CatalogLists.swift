@@ -31,12 +31,12 @@ extension Catalog {
             guard let layers = JSONArrays.integers(try statement.required(6)) else {
                 throw .corrupt("capture \(try statement.required(0, as: Int64.self)): layers_json is not an array of integers")
             }
-            records.append(CaptureRecord(
-                id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), checkpoint: try statement.required(2, as: String.self),
-                contentHash: try statement.required(3, as: String.self), datasetJSON: statement.text(at: 4),
-                positional: try statement.required(5, as: String.self), layers: layers, promptCount: try statement.required(7, as: Int.self),
-                keyCount: try statement.required(8, as: Int.self), ingestedAt: try statement.required(9, as: String.self),
-                qkcatVersion: try statement.required(10, as: String.self), energy: try statement.required(11, as: Double.self),
+            records.append(try CaptureRecord(
+                id: statement.required(0), model: statement.required(1), checkpoint: statement.required(2),
+                contentHash: statement.required(3), datasetJSON: statement.text(at: 4),
+                positional: statement.required(5), layers: layers, promptCount: statement.required(7),
+                keyCount: statement.required(8), ingestedAt: statement.required(9),
+                qkcatVersion: statement.required(10), energy: statement.required(11),
                 optionsJSON: statement.text(at: 12) ?? "{}"))
         }
         return records
@@ -52,10 +52,10 @@ extension Catalog {
             """)
         var records: [ModelRecord] = []
         while try statement.step() {
-            records.append(ModelRecord(
-                id: try statement.required(0, as: Int64.self), name: try statement.required(1, as: String.self), layerCount: try statement.required(2, as: Int.self),
-                headCount: try statement.required(3, as: Int.self), kvHeadCount: try statement.required(4, as: Int.self),
-                headDimension: try statement.required(5, as: Int.self), checkpointCount: try statement.required(6, as: Int.self)))
+            records.append(try ModelRecord(
+                id: statement.required(0), name: statement.required(1), layerCount: statement.required(2),
+                headCount: statement.required(3), kvHeadCount: statement.required(4),
+                headDimension: statement.required(5), checkpointCount: statement.required(6)))
         }
         return records
     }
@@ -74,9 +74,9 @@ extension Catalog {
         try statement.bind(sql.values)
         var records: [CheckpointRecord] = []
         while try statement.step() {
-            records.append(CheckpointRecord(
-                id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), name: try statement.required(2, as: String.self),
-                ordinal: try statement.required(3, as: Int64.self), captureCount: try statement.required(4, as: Int.self)))
+            records.append(try CheckpointRecord(
+                id: statement.required(0), model: statement.required(1), name: statement.required(2),
+                ordinal: statement.required(3), captureCount: statement.required(4)))
         }
         return records
     }
@@ -103,10 +103,10 @@ extension Catalog {
         try statement.bind(inner.values + sql.values + (inner.isEmpty ? [] : inner.values))
         var records: [HeadRecord] = []
         while try statement.step() {
-            records.append(HeadRecord(
-                id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), checkpoint: try statement.required(2, as: String.self),
-                layer: try statement.required(3, as: Int.self), head: try statement.required(4, as: Int.self), kvHead: try statement.required(5, as: Int.self),
-                headDimension: try statement.required(6, as: Int.self), decompositionCount: try statement.required(7, as: Int.self)))
+            records.append(try HeadRecord(
+                id: statement.required(0), model: statement.required(1), checkpoint: statement.required(2),
+                layer: statement.required(3), head: statement.required(4), kvHead: statement.required(5),
+                headDimension: statement.required(6), decompositionCount: statement.required(7)))
         }
         return records
     }
@@ -136,10 +136,10 @@ extension Catalog {
             var values: [String] = []
             while try valuesOf.step() { values.append(try valuesOf.required(0, as: String.self)) }
             valuesOf.reset()
-            records.append(FeatureRecord(
-                id: id, captureID: try statement.required(1, as: Int64.self), model: try statement.required(2, as: String.self),
-                checkpoint: try statement.required(3, as: String.self), name: try statement.required(4, as: String.self), kind: try statement.required(5, as: String.self),
-                description: statement.text(at: 6), decompositionCount: try statement.required(7, as: Int.self), values: values))
+            records.append(try FeatureRecord(
+                id: id, captureID: statement.required(1), model: statement.required(2),
+                checkpoint: statement.required(3), name: statement.required(4), kind: statement.required(5),
+                description: statement.text(at: 6), decompositionCount: statement.required(7), values: values))
         }
         return records
     }

@@ -185,13 +185,13 @@ extension Catalog {
             """)
         var byID: [Int64: ComponentHit] = [:]
         while try statement.step() {
-            let hit = ComponentHit(
-                id: try statement.required(0), model: try statement.required(1), checkpoint: try statement.required(2),
-                layer: try statement.required(3), head: try statement.required(4), kvHead: try statement.required(5),
-                feature: try statement.required(6), kind: try statement.required(7), value: statement.text(at: 8),
-                index: try statement.required(9), sigma: try statement.required(10),
-                energyShare: try statement.required(11), autoLabel: try statement.required(12),
-                humanLabel: statement.text(at: 13), note: statement.text(at: 14), score: nil)
+            let hit = try ComponentHit(
+                id: statement.required(0), model: statement.required(1), checkpoint: statement.required(2),
+                layer: statement.required(3), head: statement.required(4), kvHead: statement.required(5),
+                feature: statement.required(6), kind: statement.required(7), value: statement.text(at: 8),
+                index: statement.required(9), sigma: statement.required(10), energyShare: statement.required(11),
+                autoLabel: statement.required(12), humanLabel: statement.text(at: 13), note: statement.text(at: 14),
+                score: nil)
             byID[hit.id] = hit
         }
         return ranked.compactMap { entry in

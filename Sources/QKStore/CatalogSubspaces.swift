@@ -63,13 +63,12 @@ extension Catalog {
             let id = try statement.required(0, as: Int64.self)
             if byID[id] == nil {
                 let singularValues = try statement.float32Blob(at: 9) ?? []
-                byID[id] = (StoredSubspaces(
-                    decompositionID: id, captureID: try statement.required(10), model: model, checkpoint: checkpoint, layer: try statement.required(1, as: Int.self),
-                    head: try statement.required(2, as: Int.self), kvHead: try statement.required(3, as: Int.self),
-                    headDimension: try statement.required(4, as: Int.self), feature: try statement.required(5, as: String.self),
-                    value: statement.text(at: 6), rank: try statement.required(7, as: Int.self),
-                    sigma1: singularValues.first.map(Double.init) ?? 0, frobenius: try statement.required(8, as: Double.self),
-                    u: [], v: []), [])
+                byID[id] = (try StoredSubspaces(
+                    decompositionID: id, captureID: statement.required(10), model: model, checkpoint: checkpoint,
+                    layer: statement.required(1), head: statement.required(2), kvHead: statement.required(3),
+                    headDimension: statement.required(4), feature: statement.required(5), value: statement.text(at: 6),
+                    rank: statement.required(7), sigma1: singularValues.first.map(Double.init) ?? 0,
+                    frobenius: statement.required(8), u: [], v: []), [])
             }
             guard let index = statement.int(at: 11) else { continue }   // a decomposition without components
             let u = try statement.float32Blob(at: 12) ?? []

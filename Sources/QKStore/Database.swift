@@ -19,8 +19,6 @@ public final class Database {
     public enum Mode: Sendable {
         /// Read and write, creating the file when missing.
         case readWriteCreate
-        /// Read and write an existing file.
-        case readWrite
         case readOnly
     }
 
@@ -36,7 +34,6 @@ public final class Database {
         let flags: Int32
         switch mode {
         case .readWriteCreate: flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-        case .readWrite: flags = SQLITE_OPEN_READWRITE
         case .readOnly: flags = SQLITE_OPEN_READONLY
         }
         self.path = path
@@ -359,11 +356,8 @@ public final class Statement {
         while try step() {}
     }
 
-    /// Makes the statement ready to run again; bindings stay unless cleared.
-    public func reset(clearBindings: Bool = false) {
-        sqlite3_reset(handle)
-        if clearBindings { sqlite3_clear_bindings(handle) }
-    }
+    /// Makes the statement ready to run again; bindings stay.
+    public func reset() { sqlite3_reset(handle) }
 
     // MARK: Reading columns (0-based); NULL reads as nil
 

@@ -48,7 +48,7 @@ func waitForWriteLock(_ db: String, heldBy process: Process) throws -> Bool {
     for _ in 0..<30_000 where process.isRunning {
         var held = false
         if FileManager.default.fileExists(atPath: db) {
-            let probe = try Database(path: db, mode: .readWrite, busyTimeoutMilliseconds: 0)
+            let probe = try Database(path: db, mode: .readWriteCreate, busyTimeoutMilliseconds: 0)
             do {
                 try probe.execute("BEGIN IMMEDIATE")
                 try probe.execute("ROLLBACK")
