@@ -40,7 +40,7 @@ public final class IngestSession {
         try Self.validate(header: header, promptTable: promptTable)
 
         try database.begin(.immediate)
-        do {
+        do throws(StoreError) {
             // Checked inside the write lock, so two concurrent ingests of one capture cannot both pass.
             if let existing = try catalog.capture(withHash: contentHash) {
                 throw StoreError.alreadyIngested(contentHash: contentHash, captureID: existing.id)
@@ -97,12 +97,9 @@ public final class IngestSession {
                 "INSERT INTO prompts (capture_id, prompt_index, prompt_key, tokens_json) VALUES (?, ?, ?, ?)")
             insertSkip = try database.prepare(
                 "INSERT INTO skips (capture_id, layer, head, feature, value, reason) VALUES (?, ?, ?, ?, ?, ?)")
-        } catch let error as StoreError {
-            database.rollback()
-            throw error
         } catch {
             database.rollback()
-            throw .invalidArgument("\(error)")
+            throw error
         }
     }
 

@@ -1,5 +1,6 @@
-/// Compact JSON written straight into UTF-8 bytes: the one writer of the JSON the catalog stores (examples, token
-/// lists, capture options), shared with the store through package access.
+/// Compact JSON written straight into UTF-8 bytes: the one writer of the JSON the engine and the catalog write
+/// (prompts.jsonl lines, provenance, examples, token lists, capture options), shared with the store through package
+/// access.
 ///
 /// Foundation's encoders cost more than the inserts they replace; this writes only what those layouts need.
 package struct CompactJSONWriter {
