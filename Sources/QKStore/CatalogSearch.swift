@@ -118,8 +118,8 @@ extension Catalog {
     ///
     /// Each tier merges the candidates with the words' rows of that tier, both in rowid order: the rows are read in
     /// order while they are dense among the candidates; once more than `seekCost` rows have been read per candidate
-    /// passed, the row of each remaining candidate is sought instead. Either way a search costs at most about twice
-    /// what the cheaper of reading and seeking would.
+    /// passed (two more counted, so that one long gap early on does not decide), the row of each remaining candidate
+    /// is sought instead. Either way a search costs at most about twice what the cheaper of the two would.
     private func matching(_ words: [String], among candidates: [Int64], limit: Int)
         throws(StoreError) -> [(id: Int64, tier: Int?)]
     {
@@ -152,7 +152,7 @@ extension Catalog {
                     found.append((SearchOrder.componentID(key), tier))
                     next += 1
                 }
-                reading = reading && read <= seekCost * (next + 1)
+                reading = reading && read <= seekCost * (next + 2)
             }
             rows.reset()
             remaining = missed + remaining[next...]
