@@ -17,6 +17,8 @@ public final class Catalog {
     /// How many of the words' rows a search reads in order per candidate of a leading filter before it seeks each
     /// candidate's row instead: one seek costs about as much as reading this many rows.
     var seekCost = 128
+    /// How many components a `similar` scan must cover to be split across threads.
+    var similarSplitAbove: Int64 = 100_000
 
     init(database: Database) { self.database = database }
 
@@ -33,7 +35,7 @@ public final class Catalog {
         let exists = FileManager.default.fileExists(atPath: path)
         if readOnly {
             guard exists else { throw .notFound(what: "catalog \(path)") }
-            let database = try Database(path: path, mode: .readOnly, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            let database = try Database(path: path, readOnly: true, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             let found = try Migrator.checkCompatible(database)
             guard found == Migrator.currentVersion else {
                 throw .outdatedCatalog(path: path, found: found, current: Migrator.currentVersion)
@@ -44,9 +46,9 @@ public final class Catalog {
         if exists {
             // Probe through a read-only connection, which never writes or checkpoints the file.
             _ = try Migrator.checkCompatible(
-                try Database(path: path, mode: .readOnly, busyTimeoutMilliseconds: busyTimeoutMilliseconds))
+                try Database(path: path, readOnly: true, busyTimeoutMilliseconds: busyTimeoutMilliseconds))
         }
-        let database = try Database(path: path, mode: .readWriteCreate, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+        let database = try Database(path: path, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
         try database.enableWriteAheadLog()
         let found = try Migrator.version(of: database)
         let applied = try Migrator.migrate(database)

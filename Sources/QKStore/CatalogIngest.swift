@@ -159,17 +159,13 @@ public final class IngestSession {
         else { throw StoreError.invalidArgument("\(place): a component vector's length is not d_head \(model.headDimension)") }
 
         let headID = try headRowID(layer: decomposition.layer, head: decomposition.head, kvHead: decomposition.kvHead)
-        let statement = insertDecomposition
-        try statement.bind(headID, at: 1)
-        try statement.bind(feature.id, at: 2)
-        try statement.bind(decomposition.value, at: 3)
-        try statement.bind(decomposition.positivePairs, at: 4)
-        try statement.bind(decomposition.negativePairs, at: 5)
-        try statement.bind(decomposition.frobenius, at: 6)
-        try statement.bind(decomposition.rank, at: 7)
-        try statement.bind(energy, at: 8)
-        try statement.bindFloat32Blob(decomposition.singularValues.map { Float($0) }, at: 9)
-        try statement.run()
+        try insertDecomposition.bind([
+            .integer(Int(headID)), .integer(Int(feature.id)), decomposition.value.map(SQLValue.text) ?? .null,
+            .integer(decomposition.positivePairs), .integer(decomposition.negativePairs), .real(decomposition.frobenius),
+            .integer(decomposition.rank), .real(energy),
+            .blob(Float32Blob.encode(decomposition.singularValues.map(Float.init))),
+        ])
+        try insertDecomposition.run()
         let decompositionID = catalog.database.lastInsertRowID
         summary.decompositions += 1
 

@@ -20,16 +20,11 @@ extension Catalog {
 
     /// The decompositions of the heads matching `filters`, in catalog order, with the cited prompts.
     public func decompositions(_ filters: SearchFilters) throws(StoreError) -> DecompositionsWithContext {
-        let ids = try decompositionIDs(filters)
-        let loader = try DecompositionLoader(database: database)
+        let cursor = try exportDecompositions(filters)
         var records: [DecompositionRecord] = []
-        var promptRows = Set<Int64>()
-        for id in ids {
-            guard let record = try loader.decomposition(id: id, withComponents: true) else { continue }
-            for component in record.components { promptRows.formUnion(component.examples.map(\.promptRowID)) }
-            records.append(record)
-        }
-        return DecompositionsWithContext(decompositions: records, prompts: try loader.prompts(promptRows))
+        while let record = try cursor.next() { records.append(record) }
+        let promptRows = records.flatMap { $0.components.flatMap { $0.examples.map(\.promptRowID) } }
+        return DecompositionsWithContext(decompositions: records, prompts: try cursor.prompts(Set(promptRows)))
     }
 
     // MARK: Export
@@ -41,7 +36,7 @@ extension Catalog {
 
     func decompositionIDs(_ filters: SearchFilters) throws(StoreError) -> [Int64] {
         let exact = filters.condition(.catalog)
-        let statement = try database.prepare("""
+        return try database.rows("""
             SELECT d.id
               FROM decompositions d
               JOIN heads h ON h.id = d.head_id
@@ -50,11 +45,7 @@ extension Catalog {
               JOIN features f ON f.id = d.feature_id
              \(exact.whereClause)
              ORDER BY m.name, ck.ordinal, ck.name, h.layer, h.head, f.name, d.value IS NOT NULL, d.value, f.capture_id
-            """)
-        try statement.bind(exact.values)
-        var ids: [Int64] = []
-        while try statement.step() { ids.append(try statement.required(0, as: Int64.self)) }
-        return ids
+            """, exact.values) { statement throws(StoreError) in try statement.required(0) }
     }
 }
 
@@ -137,13 +128,11 @@ final class DecompositionLoader {
             negativePairs: statement.required(13), frobenius: statement.required(14), rank: statement.required(15),
             singularValues: (statement.float32Blob(at: 16) ?? []).map(Double.init), components: [])
         if withComponents {
-            let components = componentsStatement
-            defer { components.reset() }
-            try components.bind(id, at: 1)
-            var rows: [ComponentRecord] = []
-            while try components.step() { rows.append(try readComponent(components, dimension: record.headDimension)) }
-            for offset in rows.indices { try attachExamples(&rows[offset]) }
-            record.components = rows
+            try componentsStatement.bind(id, at: 1)
+            record.components = try componentsStatement.rows { components throws(StoreError) in
+                try readComponent(components, dimension: record.headDimension)
+            }
+            for offset in record.components.indices { try attachExamples(&record.components[offset]) }
         }
         return record
     }
@@ -172,24 +161,20 @@ final class DecompositionLoader {
     }
 
     private func attachExamples(_ record: inout ComponentRecord) throws(StoreError) {
-        let examples = examplesStatement
-        defer { examples.reset() }
-        try examples.bind(record.id, at: 1)
-        while try examples.step() {
-            record.examples.append(try StoredExample(
+        try examplesStatement.bind(record.id, at: 1)
+        record.examples = try examplesStatement.rows { examples throws(StoreError) in
+            try StoredExample(
                 side: Side(rawValue: examples.required(0)) ?? .query,
                 extreme: Extreme(rawValue: examples.required(1)) ?? .high, rank: examples.required(2),
                 promptRowID: examples.required(3), promptID: examples.required(4), position: examples.required(5),
-                token: examples.required(6), score: examples.required(7)))
+                token: examples.required(6), score: examples.required(7))
         }
-        let aggregates = aggregatesStatement
-        defer { aggregates.reset() }
-        try aggregates.bind(record.id, at: 1)
-        while try aggregates.step() {
-            record.tokenAggregates.append(try StoredTokenAggregate(
+        try aggregatesStatement.bind(record.id, at: 1)
+        record.tokenAggregates = try aggregatesStatement.rows { aggregates throws(StoreError) in
+            try StoredTokenAggregate(
                 side: Side(rawValue: aggregates.required(0)) ?? .query,
                 extreme: Extreme(rawValue: aggregates.required(1)) ?? .high, rank: aggregates.required(2),
-                token: aggregates.required(3), count: aggregates.required(4), meanScore: aggregates.required(5)))
+                token: aggregates.required(3), count: aggregates.required(4), meanScore: aggregates.required(5))
         }
     }
 

@@ -72,24 +72,26 @@ extension Catalog {
         throws(StoreError) -> [ComponentHit]
     {
         guard limit > 0 else { throw .invalidArgument("search limit must be positive, got \(limit)") }
+        // Every word quoted and ANDed (nil: no words).
         let words = SearchText.words(query)
+        let expression = words.isEmpty ? nil : words.map(SearchText.quoted).joined(separator: " AND ")
         return try database.transaction(.deferred) { () throws(StoreError) in
-            try hits(try rankedComponents(words, filters.condition(.keys), limit: limit))
+            try hits(try rankedComponents(expression, filters.condition(.keys), limit: limit))
         }
     }
 
-    /// (component id, tier) of the best `limit` matches.
-    private func rankedComponents(_ words: [String], _ filter: SQLCondition, limit: Int)
+    /// (component id, tier) of the best `limit` matches of the full-text `expression`.
+    private func rankedComponents(_ expression: String?, _ filter: SQLCondition, limit: Int)
         throws(StoreError) -> [(id: Int64, tier: Int?)]
     {
         if !filter.isEmpty {
             let passing = try integers("SELECT rank_key FROM component_keys k \(filter.whereClause) LIMIT ?",
                                        filter.values + [.integer(filterLeadLimit + 1)])
             if passing.count <= filterLeadLimit {
-                return try matching(words, among: passing.sorted(), limit: limit)
+                return try matching(expression, among: passing.sorted(), limit: limit)
             }
         }
-        if words.isEmpty {
+        guard let expression else {
             let keys = try integers(
                 "SELECT rank_key FROM component_keys k NOT INDEXED \(filter.whereClause) ORDER BY rank_key LIMIT ?",
                 filter.values + [.integer(limit)])
@@ -103,7 +105,7 @@ extension Catalog {
              WHERE component_text MATCH ? \(filter.andClause)
              ORDER BY component_text.rowid
             """)
-        try statement.bind([.text(words.map(SearchText.quoted).joined(separator: " AND "))] + filter.values)
+        try statement.bind([.text(expression)] + filter.values)
         var found: [(id: Int64, tier: Int?)] = []
         var seen = Set<Int64>()
         while found.count < limit, try statement.step() {
@@ -120,14 +122,14 @@ extension Catalog {
     /// order while they are dense among the candidates; once more than `seekCost` rows have been read per candidate
     /// passed (two more counted, so that one long gap early on does not decide), the row of each remaining candidate
     /// is sought instead. Either way a search costs at most about twice what the cheaper of the two would.
-    private func matching(_ words: [String], among candidates: [Int64], limit: Int)
+    private func matching(_ expression: String?, among candidates: [Int64], limit: Int)
         throws(StoreError) -> [(id: Int64, tier: Int?)]
     {
-        if words.isEmpty { return candidates.prefix(limit).map { (SearchOrder.componentID($0), nil) } }
+        guard let expression else { return candidates.prefix(limit).map { (SearchOrder.componentID($0), nil) } }
         let rows = try database.prepare("""
             SELECT rowid FROM component_text WHERE component_text MATCH ? AND rowid >= ? AND rowid <= ? ORDER BY rowid
             """)
-        try rows.bind(words.map(SearchText.quoted).joined(separator: " AND "), at: 1)
+        try rows.bind(expression, at: 1)
         var found: [(id: Int64, tier: Int?)] = []
         var remaining = candidates
         for tier in 0 ... 2 where !remaining.isEmpty {
@@ -161,12 +163,8 @@ extension Catalog {
     }
 
     /// The first column of every row of `sql`, as integers.
-    func integers(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
-        let statement = try database.prepare(sql)
-        try statement.bind(values)
-        var result: [Int64] = []
-        while try statement.step() { result.append(try statement.required(0)) }
-        return result
+    private func integers(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
+        try database.rows(sql, values) { row throws(StoreError) in try row.required(0) }
     }
 
     /// The hits for `ranked` component ids, in that order; the tier is the hit's score.

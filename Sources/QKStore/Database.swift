@@ -15,30 +15,20 @@ let transientDestructor = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// One SQLite connection: busy timeout, foreign keys, extended result codes; closed on deinit.
 public final class Database {
-    /// How to open the file.
-    public enum Mode: Sendable {
-        /// Read and write, creating the file when missing.
-        case readWriteCreate
-        case readOnly
-    }
-
     public let path: String
     let handle: OpaquePointer
 
-    /// Opens `path`; turns on foreign keys and extended result codes and sets the busy timeout.
+    /// Opens `path` for reading and writing (creating the file when missing), or for reading only; turns on foreign
+    /// keys and extended result codes and sets the busy timeout.
     ///
     /// A read-only open never writes, and works where nothing can be written: a write-ahead-log database needs its
     /// `-shm` file, which a read-only directory cannot hold, so when SQLite cannot open it the file is read as
     /// immutable (`immutable=1`) — unless a `-wal` file with content lies beside it, whose commits that would skip.
-    public init(path: String, mode: Mode = .readWriteCreate, busyTimeoutMilliseconds: Int32 = 5000) throws(StoreError) {
-        let flags: Int32
-        switch mode {
-        case .readWriteCreate: flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-        case .readOnly: flags = SQLITE_OPEN_READONLY
-        }
+    public init(path: String, readOnly: Bool = false, busyTimeoutMilliseconds: Int32 = 5000) throws(StoreError) {
+        let flags = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
         self.path = path
         var handle = try Self.open(path, path: path, flags: flags)
-        if mode == .readOnly, let failure = Self.probe(handle), Self.cannotOpenSharedMemory(failure) {
+        if readOnly, let failure = Self.probe(handle), Self.cannotOpenSharedMemory(failure) {
             sqlite3_close_v2(handle)
             let log = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
             guard log == 0 else {
@@ -189,15 +179,14 @@ public final class Database {
     {
         if inTransaction { return try body() }
         try begin(kind)
-        let result: T
         do {
-            result = try body()
+            let result = try body()
             try commit()
+            return result
         } catch {
             rollback()
             throw error
         }
-        return result
     }
 
     /// True inside an explicit transaction.
@@ -234,6 +223,15 @@ public final class Database {
                 if let result = box.body(values) { sqlite3_result_int64(context, result) } else { sqlite3_result_null(context) }
             }, nil, nil, { box in Unmanaged<FunctionBox>.fromOpaque(box!).release() })
         try check(code, sql: "define function \(name)")
+    }
+
+    /// Every row of `sql` with `values` bound, each read by `row`.
+    public func rows<T>(_ sql: String, _ values: [SQLValue] = [], _ row: (Statement) throws(StoreError) -> T)
+        throws(StoreError) -> [T]
+    {
+        let statement = try prepare(sql)
+        try statement.bind(values)
+        return try statement.rows(row)
     }
 
     /// The first column of the first row, as an integer (nil: no row or NULL).
@@ -354,6 +352,14 @@ public final class Statement {
     public func run() throws(StoreError) {
         defer { sqlite3_reset(handle) }
         while try step() {}
+    }
+
+    /// Every remaining row, each read by `row`; then resets for reuse.
+    public func rows<T>(_ row: (Statement) throws(StoreError) -> T) throws(StoreError) -> [T] {
+        defer { sqlite3_reset(handle) }
+        var result: [T] = []
+        while try step() { result.append(try row(self)) }
+        return result
     }
 
     /// Makes the statement ready to run again; bindings stay.

@@ -48,7 +48,7 @@ func waitForWriteLock(_ db: String, heldBy process: Process) throws -> Bool {
     for _ in 0..<30_000 where process.isRunning {
         var held = false
         if FileManager.default.fileExists(atPath: db) {
-            let probe = try Database(path: db, mode: .readWriteCreate, busyTimeoutMilliseconds: 0)
+            let probe = try Database(path: db, busyTimeoutMilliseconds: 0)
             do {
                 try probe.execute("BEGIN IMMEDIATE")
                 try probe.execute("ROLLBACK")
@@ -93,7 +93,7 @@ struct BusyCatalog {
 @Suite("concurrent writers")
 struct ConcurrentWritersTests {
     static func humanLabels(_ db: String) throws -> [Int: String] {
-        let database = try Database(path: db, mode: .readOnly)
+        let database = try Database(path: db, readOnly: true)
         let rows = try database.prepare("SELECT id, human_label FROM components WHERE human_label IS NOT NULL")
         var labels: [Int: String] = [:]
         while try rows.step() { labels[rows.int(at: 0)!] = rows.text(at: 1) }
@@ -192,7 +192,7 @@ struct ConcurrentWritersTests {
         var expected: [Int: String] = [:]
         for i in 1...count { expected[i] = "A \(i)"; expected[count + i] = "B \(count + i)" }
         #expect(try Self.humanLabels(db) == expected)
-        #expect(try Database(path: db, mode: .readOnly).scalarText("PRAGMA integrity_check") == "ok")
+        #expect(try Database(path: db, readOnly: true).scalarText("PRAGMA integrity_check") == "ok")
     }
 
     @Test("QKCAT_BUSY_TIMEOUT must be a number of seconds")

@@ -108,7 +108,7 @@ import Testing
         #expect(database.inTransaction == false)
         #expect(try database.scalarInt("SELECT group_concat(x) FROM t") == 1)
         // A second connection sees the same committed state.
-        let other = try Database(path: temporary.path, mode: .readOnly)
+        let other = try Database(path: temporary.path, readOnly: true)
         #expect(try other.scalarInt("SELECT count(*) FROM t") == 1)
     }
 
@@ -157,7 +157,7 @@ import Testing
         let temporary = TemporaryDatabase()
         let path = temporary.sibling("missing.sqlite")
         #expect(throws: StoreError.cannotOpen(path: path, reason: "No such file or directory")) {
-            _ = try Database(path: path, mode: .readOnly)
+            _ = try Database(path: path, readOnly: true)
         }
     }
 }
