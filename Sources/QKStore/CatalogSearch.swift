@@ -170,7 +170,7 @@ extension Catalog {
     /// The hits for `ranked` component ids, in that order; the tier is the hit's score.
     func hits(_ ranked: [(id: Int64, tier: Int?)]) throws(StoreError) -> [ComponentHit] {
         guard !ranked.isEmpty else { return [] }
-        let statement = try database.prepare("""
+        let found = try database.rows("""
             SELECT c.id, m.name, ck.name, h.layer, h.head, h.kv_head, f.name, f.kind, d.value, c.component_index,
                    c.sigma, c.energy_share, c.auto_label, c.human_label, c.note
               FROM components c
@@ -180,18 +180,16 @@ extension Catalog {
               JOIN models m ON m.id = ck.model_id
               JOIN features f ON f.id = d.feature_id
              WHERE c.id IN (\(ranked.map { String($0.id) }.joined(separator: ", ")))
-            """)
-        var byID: [Int64: ComponentHit] = [:]
-        while try statement.step() {
-            let hit = try ComponentHit(
+            """) { statement throws(StoreError) in
+            try ComponentHit(
                 id: statement.required(0), model: statement.required(1), checkpoint: statement.required(2),
                 layer: statement.required(3), head: statement.required(4), kvHead: statement.required(5),
                 feature: statement.required(6), kind: statement.required(7), value: statement.text(at: 8),
                 index: statement.required(9), sigma: statement.required(10), energyShare: statement.required(11),
                 autoLabel: statement.required(12), humanLabel: statement.text(at: 13), note: statement.text(at: 14),
                 score: nil)
-            byID[hit.id] = hit
         }
+        let byID = Dictionary(found.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         return ranked.compactMap { entry in
             guard var hit = byID[entry.id] else { return nil }
             hit.score = entry.tier.map(Double.init)
