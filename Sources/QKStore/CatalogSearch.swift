@@ -121,7 +121,8 @@ extension Catalog {
     /// Each tier merges the candidates with the words' rows of that tier, both in rowid order: the rows are read in
     /// order while they are dense among the candidates; once more than `seekCost` rows have been read per candidate
     /// passed (two more counted, so that one long gap early on does not decide), the row of each remaining candidate
-    /// is sought instead. Either way a search costs at most about twice what the cheaper of the two would.
+    /// is sought instead, in the later tiers too (tier 2 holds every word of tiers 0 and 1). Either way a search costs
+    /// at most about twice what the cheaper of the two would.
     private func matching(_ expression: String?, among candidates: [Int64], limit: Int)
         throws(StoreError) -> [(id: Int64, tier: Int?)]
     {
@@ -132,12 +133,12 @@ extension Catalog {
         try rows.bind(expression, at: 1)
         var found: [(id: Int64, tier: Int?)] = []
         var remaining = candidates
+        var reading = true
         for tier in 0 ... 2 where !remaining.isEmpty {
             try rows.bind(SearchOrder.rowid(remaining[0], tier: tier), at: 2)
             try rows.bind(SearchOrder.rowid(SearchOrder.rankKeyMask, tier: tier), at: 3)
             var missed: [Int64] = []
             var next = 0, read = 0
-            var reading = true
             while found.count < limit, next < remaining.count {
                 if !reading {
                     rows.reset()
