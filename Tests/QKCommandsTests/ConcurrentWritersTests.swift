@@ -31,9 +31,11 @@ final class QKCatProcess: @unchecked Sendable {
     }
 }
 
-/// A capture that takes the engine a few seconds on one thread: long enough to hold the write lock meanwhile.
+/// A capture that takes the engine a few seconds on one thread: long enough to hold the write lock meanwhile, even on
+/// an idle machine (where half of it took a debug build about a second: too short for the tests below).
 func slowCaptureSpec() -> SyntheticCaptureSpec {
-    var spec = syntheticSpec(checkpoint: "step9", layers: [0, 1], prompts: 2000, seed: 8)
+    var spec = syntheticSpec(checkpoint: "step9", layers: [0, 1, 2, 3], prompts: 2000, seed: 8)
+    spec.model.layerCount = 4
     spec.model.name = "planted/wide"
     spec.model.headCount = 8
     spec.model.kvHeadCount = 8
