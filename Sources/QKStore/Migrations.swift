@@ -87,12 +87,8 @@ public enum Migrator {
     }
 }
 
-/// ISO 8601 UTC timestamps as stored in the catalog.
+/// ISO 8601 UTC timestamps as stored in the catalog (the formatter's default: internet date-time in UTC, whatever
+/// the process's time zone).
 enum Timestamp {
-    static func now() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date())
-    }
+    static func now() -> String { ISO8601DateFormatter().string(from: Date()) }
 }
