@@ -14,6 +14,11 @@ public final class Catalog {
     /// How many components a filter may let through for a search to start from them (checking each one's words);
     /// past it, the words' matches lead (they come best first) and the filter is checked on them.
     var filterLeadLimit = 1000
+    /// How many of the words' rows a search reads in order per candidate of a leading filter before it seeks each
+    /// candidate's row instead: one seek costs about as much as reading this many rows.
+    var seekCost = 128
+    /// How many components a `similar` scan must cover to be split across threads.
+    var similarSplitAbove: Int64 = 100_000
 
     init(database: Database) { self.database = database }
 
@@ -30,7 +35,7 @@ public final class Catalog {
         let exists = FileManager.default.fileExists(atPath: path)
         if readOnly {
             guard exists else { throw .notFound(what: "catalog \(path)") }
-            let database = try Database(path: path, mode: .readOnly, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            let database = try Database(path: path, readOnly: true, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             let found = try Migrator.checkCompatible(database)
             guard found == Migrator.currentVersion else {
                 throw .outdatedCatalog(path: path, found: found, current: Migrator.currentVersion)
@@ -41,9 +46,9 @@ public final class Catalog {
         if exists {
             // Probe through a read-only connection, which never writes or checkpoints the file.
             _ = try Migrator.checkCompatible(
-                try Database(path: path, mode: .readOnly, busyTimeoutMilliseconds: busyTimeoutMilliseconds))
+                try Database(path: path, readOnly: true, busyTimeoutMilliseconds: busyTimeoutMilliseconds))
         }
-        let database = try Database(path: path, mode: .readWriteCreate, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+        let database = try Database(path: path, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
         try database.enableWriteAheadLog()
         let found = try Migrator.version(of: database)
         let applied = try Migrator.migrate(database)

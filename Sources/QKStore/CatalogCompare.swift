@@ -40,8 +40,9 @@ extension Catalog {
 
     /// The model called `name`; an error naming the catalog's models when there is none.
     public func model(named name: String) throws(StoreError) -> ModelRecord {
-        guard let model = try listModels().first(where: { $0.name == name }) else {
-            let known = try listModels().map(\.name)
+        let models = try listModels()
+        guard let model = models.first(where: { $0.name == name }) else {
+            let known = models.map(\.name)
             throw .invalidArgument("model '\(name)' not found " + (known.isEmpty ? "(the catalog is empty)" : "(models: \(known.joined(separator: ", ")))"))
         }
         return model
@@ -82,13 +83,6 @@ extension Catalog {
     public func similarComponents(to id: Int64, scope: SimilarScope = .all, limit: Int = 10)
         throws(StoreError) -> SimilarResult
     {
-        try similarComponents(to: id, scope: scope, limit: limit, splitAbove: 100_000)
-    }
-
-    /// As above; a wide scan is split across threads when it covers more than `splitAbove` components.
-    func similarComponents(to id: Int64, scope: SimilarScope, limit: Int, splitAbove: Int64)
-        throws(StoreError) -> SimilarResult
-    {
         guard limit > 0 else { throw .invalidArgument("similar: limit must be positive, got \(limit)") }
         let reference = try database.prepare("""
             SELECT c.u, c.v, h.layer, h.head, h.d_head, ck.model_id
@@ -118,15 +112,12 @@ extension Catalog {
         if scope != .all { scopeSQL.add("ck.model_id = ?", .integer(Int(modelID))) }
         if scope == .head || scope == .layer { scopeSQL.add("h.layer = ?", .integer(layer)) }
         if scope == .head { scopeSQL.add("h.head = ?", .integer(head)) }
-        let inScope = try database.prepare("""
+        let decompositionIDs = try database.rows("""
             SELECT d.id FROM decompositions d
               JOIN heads h ON h.id = d.head_id
               JOIN checkpoints ck ON ck.id = h.checkpoint_id
              \(scopeSQL.whereClause)
-            """)
-        try inScope.bind(scopeSQL.values)
-        var decompositionIDs: [Int64] = []
-        while try inScope.step() { decompositionIDs.append(try inScope.required(0, as: Int64.self)) }
+            """, scopeSQL.values) { row throws(StoreError) in try row.required(0, as: Int64.self) }
         let totalDecompositions = try database.scalarInt("SELECT count(*) FROM decompositions") ?? 0
 
         let byteCount = dimension * 4
@@ -149,7 +140,7 @@ extension Catalog {
             for decompositionID in decompositionIDs { wanted[Int(decompositionID)] = true }
             let filter = decompositionIDs.count == totalDecompositions ? nil : wanted
             let partials = try scanTable(excluding: id, filter: filter, byteCount: byteCount, scorer: scorer,
-                                         limit: limit, splitAbove: splitAbove)
+                                         limit: limit)
             for partial in partials {
                 scanned += partial.count
                 for entry in partial.best.sorted() {
@@ -170,12 +161,13 @@ extension Catalog {
     }
 
     /// One pass over the components table, filtered by a bitmap of decomposition ids, split by component id
-    /// across one read-only connection per core (each reads its pages memory-mapped).
-    private func scanTable(excluding id: Int64, filter: [Bool]?, byteCount: Int, scorer: CosineScorer, limit: Int,
-                           splitAbove: Int64) throws(StoreError) -> [(best: TopScores, count: Int)] {
+    /// across one read-only connection per core (each reads its pages memory-mapped) when it covers more than
+    /// `similarSplitAbove` components.
+    private func scanTable(excluding id: Int64, filter: [Bool]?, byteCount: Int, scorer: CosineScorer, limit: Int)
+        throws(StoreError) -> [(best: TopScores, count: Int)] {
         let lowest = Int64(try database.scalarInt("SELECT min(id) FROM components") ?? 0)
         let highest = Int64(try database.scalarInt("SELECT max(id) FROM components") ?? 0)
-        let canSplit = !path.isEmpty && path != ":memory:" && highest - lowest > splitAbove
+        let canSplit = !path.isEmpty && path != ":memory:" && highest - lowest > similarSplitAbove
         let workers = canSplit ? max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) : 1
         let span = (highest - lowest) / Int64(workers) + 1
         let ranges = (0..<workers).map { worker in
@@ -206,7 +198,7 @@ extension Catalog {
             let path = self.path
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 do throws(StoreError) {
-                    try scan(worker, try Database(path: path, mode: .readOnly))
+                    try scan(worker, try Database(path: path, readOnly: true))
                 } catch {
                     partials.set(worker, .failure(error))
                 }

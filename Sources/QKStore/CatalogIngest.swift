@@ -24,6 +24,7 @@ public final class IngestSession {
     private let insertComponent: Statement
     private let insertKeys: Statement
     private let insertText: Statement
+    private let insertExamples: Statement
     private let insertPrompt: Statement
     private let insertSkip: Statement
 
@@ -39,7 +40,7 @@ public final class IngestSession {
         try Self.validate(header: header, promptTable: promptTable)
 
         try database.begin(.immediate)
-        do {
+        do throws(StoreError) {
             // Checked inside the write lock, so two concurrent ingests of one capture cannot both pass.
             if let existing = try catalog.capture(withHash: contentHash) {
                 throw StoreError.alreadyIngested(contentHash: contentHash, captureID: existing.id)
@@ -90,16 +91,15 @@ public final class IngestSession {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             insertText = try database.prepare("INSERT INTO component_text (rowid, words, label) VALUES (?, ?, '')")
+            insertExamples = try database.prepare(
+                "INSERT INTO component_examples (component_id, examples, token_aggregates) VALUES (?, ?, ?)")
             insertPrompt = try database.prepare(
                 "INSERT INTO prompts (capture_id, prompt_index, prompt_key, tokens_json) VALUES (?, ?, ?, ?)")
             insertSkip = try database.prepare(
                 "INSERT INTO skips (capture_id, layer, head, feature, value, reason) VALUES (?, ?, ?, ?, ?, ?)")
-        } catch let error as StoreError {
-            database.rollback()
-            throw error
         } catch {
             database.rollback()
-            throw .invalidArgument("\(error)")
+            throw error
         }
     }
 
@@ -159,17 +159,13 @@ public final class IngestSession {
         else { throw StoreError.invalidArgument("\(place): a component vector's length is not d_head \(model.headDimension)") }
 
         let headID = try headRowID(layer: decomposition.layer, head: decomposition.head, kvHead: decomposition.kvHead)
-        let statement = insertDecomposition
-        try statement.bind(headID, at: 1)
-        try statement.bind(feature.id, at: 2)
-        try statement.bind(decomposition.value, at: 3)
-        try statement.bind(decomposition.positivePairs, at: 4)
-        try statement.bind(decomposition.negativePairs, at: 5)
-        try statement.bind(decomposition.frobenius, at: 6)
-        try statement.bind(decomposition.rank, at: 7)
-        try statement.bind(energy, at: 8)
-        try statement.bindFloat32Blob(decomposition.singularValues.map { Float($0) }, at: 9)
-        try statement.run()
+        try insertDecomposition.bind([
+            .integer(Int(headID)), .integer(Int(feature.id)), decomposition.value.map(SQLValue.text) ?? .null,
+            .integer(decomposition.positivePairs), .integer(decomposition.negativePairs), .real(decomposition.frobenius),
+            .integer(decomposition.rank), .real(energy),
+            .blob(Float32Blob.encode(decomposition.singularValues.map(Float.init))),
+        ])
+        try insertDecomposition.run()
         let decompositionID = catalog.database.lastInsertRowID
         summary.decompositions += 1
 
@@ -216,83 +212,73 @@ public final class IngestSession {
         }
     }
 
-    private var insertExamplesStatement: Statement?
     private var examplesJSON = CompactJSONWriter(capacity: 1 << 14)
     private var aggregatesJSON = CompactJSONWriter(capacity: 1 << 12)
 
     /// Writes a component's examples and token aggregates as one `component_examples` row of compact JSON (one row
     /// per example cost most of the store phase). Components without any get no row.
     private func addExamples(of component: Component, componentID: Int64, place: String) throws {
-        let sides = [("key", component.keys), ("query", component.queries)]
-        guard sides.contains(where: { !$0.1.highest.isEmpty || !$0.1.lowest.isEmpty
-                                      || !$0.1.highestTokens.isEmpty || !$0.1.lowestTokens.isEmpty })
+        let sides = [component.keys, component.queries]
+        guard sides.contains(where: { !$0.highest.isEmpty || !$0.lowest.isEmpty || !$0.highestTokens.isEmpty
+                                      || !$0.lowestTokens.isEmpty })
         else { return }
         // Prompts rows are numbered on first citation, in this order (query side first, as rows were written).
         for examples in [component.queries, component.keys] {
             for example in examples.highest { _ = try promptRowID(example.prompt, place) }
             for example in examples.lowest { _ = try promptRowID(example.prompt, place) }
         }
-        examplesJSON.removeAll()
-        aggregatesJSON.removeAll()
-        examplesJSON.raw("{")
-        aggregatesJSON.raw("{")
-        for (offset, (side, examples)) in sides.enumerated() {
-            if offset > 0 {
-                examplesJSON.raw(",")
-                aggregatesJSON.raw(",")
-            }
-            examplesJSON.string(side)
-            aggregatesJSON.string(side)
-            for (extreme, list) in [("high", examples.highest), ("low", examples.lowest)] {
-                examplesJSON.raw(extreme == "high" ? ":{\"high\":[" : "],\"low\":[")
-                for (rank, example) in list.enumerated() {
-                    guard !example.score.isNaN else { throw StoreError.invalidArgument("\(place): an example score is NaN") }
-                    examplesJSON.raw(rank == 0 ? "[" : ",[")
-                    examplesJSON.integer(Int(promptRowIDs[example.prompt] ?? 0))
-                    examplesJSON.raw(",")
-                    examplesJSON.integer(example.position)
-                    examplesJSON.raw(",")
-                    examplesJSON.string(try tokenString(example.token, place))
-                    examplesJSON.raw(",")
-                    examplesJSON.number(example.score)
-                    examplesJSON.raw("]")
-                }
-                summary.examples += list.count
-            }
-            examplesJSON.raw("]}")
-            for (extreme, list) in [("high", examples.highestTokens), ("low", examples.lowestTokens)] {
-                aggregatesJSON.raw(extreme == "high" ? ":{\"high\":[" : "],\"low\":[")
-                for (rank, aggregate) in list.enumerated() {
-                    guard !aggregate.meanScore.isNaN else {
-                        throw StoreError.invalidArgument("\(place): a token aggregate's mean score is NaN")
-                    }
-                    aggregatesJSON.raw(rank == 0 ? "[" : ",[")
-                    aggregatesJSON.string(try tokenString(aggregate.token, place))
-                    aggregatesJSON.raw(",")
-                    aggregatesJSON.integer(aggregate.count)
-                    aggregatesJSON.raw(",")
-                    aggregatesJSON.number(aggregate.meanScore)
-                    aggregatesJSON.raw("]")
-                }
-                summary.tokenAggregates += list.count
-            }
-            aggregatesJSON.raw("]}")
+        try Self.write(&examplesJSON, component, lists: { ($0.highest, $0.lowest) }) { json, example throws in
+            guard !example.score.isNaN else { throw StoreError.invalidArgument("\(place): an example score is NaN") }
+            json.raw("[")
+            json.integer(Int(promptRowIDs[example.prompt] ?? 0))
+            json.raw(",")
+            json.integer(example.position)
+            json.raw(",")
+            json.string(try tokenString(example.token, place))
+            json.raw(",")
+            json.number(example.score)
+            json.raw("]")
         }
-        examplesJSON.raw("}")
-        aggregatesJSON.raw("}")
+        try Self.write(&aggregatesJSON, component, lists: { ($0.highestTokens, $0.lowestTokens) }) { json, aggregate throws in
+            guard !aggregate.meanScore.isNaN else {
+                throw StoreError.invalidArgument("\(place): a token aggregate's mean score is NaN")
+            }
+            json.raw("[")
+            json.string(try tokenString(aggregate.token, place))
+            json.raw(",")
+            json.integer(aggregate.count)
+            json.raw(",")
+            json.number(aggregate.meanScore)
+            json.raw("]")
+        }
+        for side in sides {
+            summary.examples += side.highest.count + side.lowest.count
+            summary.tokenAggregates += side.highestTokens.count + side.lowestTokens.count
+        }
+        try insertExamples.bind(componentID, at: 1)
+        try insertExamples.bind(utf8: examplesJSON.bytes, at: 2)
+        try insertExamples.bind(utf8: aggregatesJSON.bytes, at: 3)
+        try insertExamples.run()
+    }
 
-        let statement: Statement
-        if let prepared = insertExamplesStatement {
-            statement = prepared
-        } else {
-            statement = try catalog.database.prepare(
-                "INSERT INTO component_examples (component_id, examples, token_aggregates) VALUES (?, ?, ?)")
-            insertExamplesStatement = statement
+    /// `{"key":{"high":[…],"low":[…]},"query":{…}}`: the two lists `lists` picks from each side, elements written by
+    /// `element`.
+    private static func write<Element>(_ json: inout CompactJSONWriter, _ component: Component,
+                                       lists: (SideExamples) -> ([Element], [Element]),
+                                       element: (inout CompactJSONWriter, Element) throws -> Void) throws {
+        json.removeAll()
+        for (opening, side) in [("{\"key\":{\"high\":[", component.keys), ("]},\"query\":{\"high\":[", component.queries)]
+            as [(StaticString, SideExamples)] {
+            let (high, low) = lists(side)
+            for (opening, list) in [(opening, high), ("],\"low\":[", low)] as [(StaticString, [Element])] {
+                json.raw(opening)
+                for (rank, item) in list.enumerated() {
+                    if rank > 0 { json.raw(",") }
+                    try element(&json, item)
+                }
+            }
         }
-        try statement.bind(componentID, at: 1)
-        try statement.bind(utf8: examplesJSON.bytes, at: 2)
-        try statement.bind(utf8: aggregatesJSON.bytes, at: 3)
-        try statement.run()
+        json.raw("]}}")
     }
 
     private func tokenString(_ token: Int32, _ place: String) throws(StoreError) -> String {

@@ -6,80 +6,68 @@ extension Catalog {
 
     /// The capture with this content hash, if it was ingested.
     public func capture(withHash contentHash: String) throws(StoreError) -> CaptureRecord? {
-        try captures(where: "cap.content_hash = ?", [.text(contentHash)]).first
+        try captures(SQLCondition(terms: ["cap.content_hash = ?"], values: [.text(contentHash)])).first
     }
 
     /// Every capture, optionally of one model or checkpoint.
     public func listCaptures(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [CaptureRecord] {
-        let sql = SearchFilters(model: filters.model, checkpoint: filters.checkpoint)
-            .condition(FilterColumns(checkpointID: "cap.checkpoint_id"))
-        return try captures(where: sql.isEmpty ? "1" : sql.terms.joined(separator: " AND "), sql.values)
+        try captures(SearchFilters(model: filters.model, checkpoint: filters.checkpoint)
+            .condition(FilterColumns(checkpointID: "cap.checkpoint_id")))
     }
 
-    private func captures(where condition: String, _ values: [SQLValue]) throws(StoreError) -> [CaptureRecord] {
-        let statement = try database.prepare("""
+    private func captures(_ condition: SQLCondition) throws(StoreError) -> [CaptureRecord] {
+        try database.rows("""
             SELECT cap.id, m.name, ck.name, cap.content_hash, cap.dataset_json, cap.positional, cap.layers_json,
                    cap.n_prompts, cap.n_keys, cap.ingested_at, cap.qkcat_version, cap.energy, cap.options_json
               FROM captures cap
               JOIN checkpoints ck ON ck.id = cap.checkpoint_id
               JOIN models m ON m.id = ck.model_id
-             WHERE \(condition)
+             \(condition.whereClause)
              ORDER BY m.name, ck.ordinal, ck.name, cap.id
-            """)
-        try statement.bind(values)
-        var records: [CaptureRecord] = []
-        while try statement.step() {
+            """, condition.values) { statement throws(StoreError) in
             guard let layers = JSONArrays.integers(try statement.required(6)) else {
                 throw .corrupt("capture \(try statement.required(0, as: Int64.self)): layers_json is not an array of integers")
             }
-            records.append(CaptureRecord(
-                id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), checkpoint: try statement.required(2, as: String.self),
-                contentHash: try statement.required(3, as: String.self), datasetJSON: statement.text(at: 4),
-                positional: try statement.required(5, as: String.self), layers: layers, promptCount: try statement.required(7, as: Int.self),
-                keyCount: try statement.required(8, as: Int.self), ingestedAt: try statement.required(9, as: String.self),
-                qkcatVersion: try statement.required(10, as: String.self), energy: try statement.required(11, as: Double.self),
-                optionsJSON: statement.text(at: 12) ?? "{}"))
+            return try CaptureRecord(
+                id: statement.required(0), model: statement.required(1), checkpoint: statement.required(2),
+                contentHash: statement.required(3), datasetJSON: statement.text(at: 4),
+                positional: statement.required(5), layers: layers, promptCount: statement.required(7),
+                keyCount: statement.required(8), ingestedAt: statement.required(9),
+                qkcatVersion: statement.required(10), energy: statement.required(11),
+                optionsJSON: statement.text(at: 12) ?? "{}")
         }
-        return records
     }
 
     // MARK: Lists
 
     public func listModels() throws(StoreError) -> [ModelRecord] {
-        let statement = try database.prepare("""
+        try database.rows("""
             SELECT m.id, m.name, m.n_layers, m.n_heads, m.n_kv_heads, m.d_head,
                    (SELECT count(*) FROM checkpoints ck WHERE ck.model_id = m.id)
               FROM models m ORDER BY m.name
-            """)
-        var records: [ModelRecord] = []
-        while try statement.step() {
-            records.append(ModelRecord(
-                id: try statement.required(0, as: Int64.self), name: try statement.required(1, as: String.self), layerCount: try statement.required(2, as: Int.self),
-                headCount: try statement.required(3, as: Int.self), kvHeadCount: try statement.required(4, as: Int.self),
-                headDimension: try statement.required(5, as: Int.self), checkpointCount: try statement.required(6, as: Int.self)))
+            """) { statement throws(StoreError) in
+            try ModelRecord(
+                id: statement.required(0), name: statement.required(1), layerCount: statement.required(2),
+                headCount: statement.required(3), kvHeadCount: statement.required(4),
+                headDimension: statement.required(5), checkpointCount: statement.required(6))
         }
-        return records
     }
 
     /// Checkpoints in training order (`step2 < step10 < main`) per model.
     public func listCheckpoints(_ filters: SearchFilters = SearchFilters()) throws(StoreError) -> [CheckpointRecord] {
         let sql = SearchFilters(model: filters.model, checkpoint: filters.checkpoint)
             .condition(FilterColumns(checkpointID: "ck.id"))
-        let statement = try database.prepare("""
+        return try database.rows("""
             SELECT ck.id, m.name, ck.name, ck.ordinal,
                    (SELECT count(*) FROM captures cap WHERE cap.checkpoint_id = ck.id)
               FROM checkpoints ck JOIN models m ON m.id = ck.model_id
              \(sql.whereClause)
              ORDER BY m.name, ck.ordinal, ck.name
-            """)
-        try statement.bind(sql.values)
-        var records: [CheckpointRecord] = []
-        while try statement.step() {
-            records.append(CheckpointRecord(
-                id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), name: try statement.required(2, as: String.self),
-                ordinal: try statement.required(3, as: Int64.self), captureCount: try statement.required(4, as: Int.self)))
+            """, sql.values) { statement throws(StoreError) in
+            try CheckpointRecord(
+                id: statement.required(0), model: statement.required(1), name: statement.required(2),
+                ordinal: statement.required(3), captureCount: statement.required(4))
         }
-        return records
     }
 
     /// Heads matching the model/checkpoint/layer/head filters and having a decomposition of the
@@ -92,24 +80,20 @@ extension Catalog {
             (SELECT count(*) FROM decompositions d JOIN features f ON f.id = d.feature_id WHERE d.head_id = h.id \(inner.andClause))
             """
         if !inner.isEmpty { sql.terms.append("\(counted) > 0") }
-        let statement = try database.prepare("""
+        // The counted subquery appears twice when feature filters are given: bind its values for both.
+        return try database.rows("""
             SELECT h.id, m.name, ck.name, h.layer, h.head, h.kv_head, h.d_head, \(counted)
               FROM heads h
               JOIN checkpoints ck ON ck.id = h.checkpoint_id
               JOIN models m ON m.id = ck.model_id
              \(sql.whereClause)
              ORDER BY m.name, ck.ordinal, ck.name, h.layer, h.head
-            """)
-        // The counted subquery appears twice when feature filters are given: bind its values for both.
-        try statement.bind(inner.values + sql.values + (inner.isEmpty ? [] : inner.values))
-        var records: [HeadRecord] = []
-        while try statement.step() {
-            records.append(HeadRecord(
-                id: try statement.required(0, as: Int64.self), model: try statement.required(1, as: String.self), checkpoint: try statement.required(2, as: String.self),
-                layer: try statement.required(3, as: Int.self), head: try statement.required(4, as: Int.self), kvHead: try statement.required(5, as: Int.self),
-                headDimension: try statement.required(6, as: Int.self), decompositionCount: try statement.required(7, as: Int.self)))
+            """, inner.values + sql.values + (inner.isEmpty ? [] : inner.values)) { statement throws(StoreError) in
+            try HeadRecord(
+                id: statement.required(0), model: statement.required(1), checkpoint: statement.required(2),
+                layer: statement.required(3), head: statement.required(4), kvHead: statement.required(5),
+                headDimension: statement.required(6), decompositionCount: statement.required(7))
         }
-        return records
     }
 
     /// Features as each capture declared them, with their decomposition counts and per-value values.
@@ -117,7 +101,9 @@ extension Catalog {
         let sql = SearchFilters(model: filters.model, checkpoint: filters.checkpoint, feature: filters.feature,
                                 kind: filters.kind)
             .condition(FilterColumns(checkpointID: "cap.checkpoint_id", feature: "f.name", kind: "f.kind"))
-        let statement = try database.prepare("""
+        let valuesOf = try database.prepare(
+            "SELECT DISTINCT value FROM decompositions WHERE feature_id = ? AND value IS NOT NULL ORDER BY value")
+        return try database.rows("""
             SELECT f.id, f.capture_id, m.name, ck.name, f.name, f.kind, f.description,
                    (SELECT count(*) FROM decompositions d WHERE d.feature_id = f.id)
               FROM features f
@@ -126,22 +112,14 @@ extension Catalog {
               JOIN models m ON m.id = ck.model_id
              \(sql.whereClause)
              ORDER BY m.name, ck.ordinal, ck.name, f.name, f.capture_id
-            """)
-        try statement.bind(sql.values)
-        let valuesOf = try database.prepare(
-            "SELECT DISTINCT value FROM decompositions WHERE feature_id = ? AND value IS NOT NULL ORDER BY value")
-        var records: [FeatureRecord] = []
-        while try statement.step() {
+            """, sql.values) { statement throws(StoreError) in
             let id = try statement.required(0, as: Int64.self)
             try valuesOf.bind(id, at: 1)
-            var values: [String] = []
-            while try valuesOf.step() { values.append(try valuesOf.required(0, as: String.self)) }
-            valuesOf.reset()
-            records.append(FeatureRecord(
-                id: id, captureID: try statement.required(1, as: Int64.self), model: try statement.required(2, as: String.self),
-                checkpoint: try statement.required(3, as: String.self), name: try statement.required(4, as: String.self), kind: try statement.required(5, as: String.self),
-                description: statement.text(at: 6), decompositionCount: try statement.required(7, as: Int.self), values: values))
+            return try FeatureRecord(
+                id: id, captureID: statement.required(1), model: statement.required(2),
+                checkpoint: statement.required(3), name: statement.required(4), kind: statement.required(5),
+                description: statement.text(at: 6), decompositionCount: statement.required(7),
+                values: valuesOf.rows { values throws(StoreError) in try values.required(0) })
         }
-        return records
     }
 }

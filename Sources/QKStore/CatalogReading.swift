@@ -10,33 +10,21 @@ extension Catalog {
             "SELECT decomposition_id FROM components WHERE id = ?", [.integer(Int(id))])
         else { throw .notFound(what: "component \(id)") }
         let loader = try DecompositionLoader(database: database)
-        guard var decomposition = try loader.decomposition(id: Int64(decompositionID), withComponents: false) else {
+        guard let decomposition = try loader.decomposition(id: Int64(decompositionID), withComponents: false) else {
             throw .notFound(what: "decomposition \(decompositionID)")
         }
         guard let component = try loader.component(id: id) else { throw .notFound(what: "component \(id)") }
-        decomposition.components = []
         let prompts = try loader.prompts(Set(component.examples.map(\.promptRowID)))
         return ComponentDetail(decomposition: decomposition, component: component, prompts: prompts)
     }
 
     /// The decompositions of the heads matching `filters`, in catalog order, with the cited prompts.
     public func decompositions(_ filters: SearchFilters) throws(StoreError) -> DecompositionsWithContext {
-        let ids = try decompositionIDs(filters)
-        let loader = try DecompositionLoader(database: database)
+        let cursor = try exportDecompositions(filters)
         var records: [DecompositionRecord] = []
-        var promptRows = Set<Int64>()
-        for id in ids {
-            guard let record = try loader.decomposition(id: id, withComponents: true) else { continue }
-            for component in record.components { promptRows.formUnion(component.examples.map(\.promptRowID)) }
-            records.append(record)
-        }
-        return DecompositionsWithContext(decompositions: records, prompts: try loader.prompts(promptRows))
-    }
-
-    /// `show --model M --layer L --head H [--feature F]`.
-    public func decompositions(model: String?, checkpoint: String? = nil, layer: Int? = nil, head: Int? = nil,
-                               feature: String? = nil) throws(StoreError) -> DecompositionsWithContext {
-        try decompositions(SearchFilters(model: model, checkpoint: checkpoint, layer: layer, head: head, feature: feature))
+        while let record = try cursor.next() { records.append(record) }
+        let promptRows = records.flatMap { $0.components.flatMap { $0.examples.map(\.promptRowID) } }
+        return DecompositionsWithContext(decompositions: records, prompts: try cursor.prompts(Set(promptRows)))
     }
 
     // MARK: Export
@@ -48,7 +36,7 @@ extension Catalog {
 
     func decompositionIDs(_ filters: SearchFilters) throws(StoreError) -> [Int64] {
         let exact = filters.condition(.catalog)
-        let statement = try database.prepare("""
+        return try database.rows("""
             SELECT d.id
               FROM decompositions d
               JOIN heads h ON h.id = d.head_id
@@ -57,11 +45,7 @@ extension Catalog {
               JOIN features f ON f.id = d.feature_id
              \(exact.whereClause)
              ORDER BY m.name, ck.ordinal, ck.name, h.layer, h.head, f.name, d.value IS NOT NULL, d.value, f.capture_id
-            """)
-        try statement.bind(exact.values)
-        var ids: [Int64] = []
-        while try statement.step() { ids.append(try statement.required(0, as: Int64.self)) }
-        return ids
+            """, exact.values) { statement throws(StoreError) in try statement.required(0) }
     }
 }
 
@@ -136,24 +120,19 @@ final class DecompositionLoader {
         defer { statement.reset() }
         try statement.bind(id, at: 1)
         guard try statement.step() else { return nil }
-        var record = DecompositionRecord(
-            id: id, captureID: try statement.required(1, as: Int64.self), model: try statement.required(2, as: String.self),
-            checkpoint: try statement.required(3, as: String.self), layer: try statement.required(4, as: Int.self), head: try statement.required(5, as: Int.self),
-            kvHead: try statement.required(6, as: Int.self), headDimension: try statement.required(7, as: Int.self), feature: try statement.required(8, as: String.self),
-            featureKind: try statement.required(9, as: String.self), value: statement.text(at: 10), energy: try statement.required(11, as: Double.self),
-            positivePairs: try statement.required(12, as: Int.self), negativePairs: try statement.required(13, as: Int.self),
-            frobenius: try statement.required(14, as: Double.self), rank: try statement.required(15, as: Int.self),
-            singularValues: (try statement.float32Blob(at: 16) ?? []).map(Double.init), components: [])
-        statement.reset()
+        var record = try DecompositionRecord(
+            id: id, captureID: statement.required(1), model: statement.required(2), checkpoint: statement.required(3),
+            layer: statement.required(4), head: statement.required(5), kvHead: statement.required(6),
+            headDimension: statement.required(7), feature: statement.required(8), featureKind: statement.required(9),
+            value: statement.text(at: 10), energy: statement.required(11), positivePairs: statement.required(12),
+            negativePairs: statement.required(13), frobenius: statement.required(14), rank: statement.required(15),
+            singularValues: (statement.float32Blob(at: 16) ?? []).map(Double.init), components: [])
         if withComponents {
-            let components = componentsStatement
-            defer { components.reset() }
-            try components.bind(id, at: 1)
-            var rows: [ComponentRecord] = []
-            while try components.step() { rows.append(try readComponent(components, dimension: record.headDimension)) }
-            components.reset()
-            for offset in rows.indices { try attachExamples(&rows[offset]) }
-            record.components = rows
+            try componentsStatement.bind(id, at: 1)
+            record.components = try componentsStatement.rows { components throws(StoreError) in
+                try readComponent(components, dimension: record.headDimension)
+            }
+            for offset in record.components.indices { try attachExamples(&record.components[offset]) }
         }
         return record
     }
@@ -164,7 +143,6 @@ final class DecompositionLoader {
         try statement.bind(id, at: 1)
         guard try statement.step() else { return nil }
         var record = try readComponent(statement, dimension: nil)
-        statement.reset()
         try attachExamples(&record)
         return record
     }
@@ -176,32 +154,27 @@ final class DecompositionLoader {
         if let dimension, u.count != dimension || v.count != dimension {
             throw .corrupt("component \(id): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
         }
-        return ComponentRecord(
-            id: id, index: try statement.required(1, as: Int.self), sigma: try statement.required(2, as: Double.self),
-            energyShare: try statement.required(3, as: Double.self), u: u, v: v, autoLabel: try statement.required(6, as: String.self),
-            humanLabel: statement.text(at: 7), note: statement.text(at: 8), examples: [], tokenAggregates: [])
+        return try ComponentRecord(
+            id: id, index: statement.required(1), sigma: statement.required(2), energyShare: statement.required(3),
+            u: u, v: v, autoLabel: statement.required(6), humanLabel: statement.text(at: 7),
+            note: statement.text(at: 8), examples: [], tokenAggregates: [])
     }
 
     private func attachExamples(_ record: inout ComponentRecord) throws(StoreError) {
-        let examples = examplesStatement
-        defer { examples.reset() }
-        try examples.bind(record.id, at: 1)
-        while try examples.step() {
-            record.examples.append(StoredExample(
-                side: Side(rawValue: try examples.required(0, as: String.self)) ?? .query,
-                extreme: Extreme(rawValue: try examples.required(1, as: String.self)) ?? .high, rank: try examples.required(2, as: Int.self),
-                promptRowID: try examples.required(3, as: Int64.self), promptID: try examples.required(4, as: String.self),
-                position: try examples.required(5, as: Int.self), token: try examples.required(6, as: String.self), score: try examples.required(7, as: Double.self)))
+        try examplesStatement.bind(record.id, at: 1)
+        record.examples = try examplesStatement.rows { examples throws(StoreError) in
+            try StoredExample(
+                side: Side(rawValue: examples.required(0)) ?? .query,
+                extreme: Extreme(rawValue: examples.required(1)) ?? .high, rank: examples.required(2),
+                promptRowID: examples.required(3), promptID: examples.required(4), position: examples.required(5),
+                token: examples.required(6), score: examples.required(7))
         }
-        let aggregates = aggregatesStatement
-        defer { aggregates.reset() }
-        try aggregates.bind(record.id, at: 1)
-        while try aggregates.step() {
-            record.tokenAggregates.append(StoredTokenAggregate(
-                side: Side(rawValue: try aggregates.required(0, as: String.self)) ?? .query,
-                extreme: Extreme(rawValue: try aggregates.required(1, as: String.self)) ?? .high, rank: try aggregates.required(2, as: Int.self),
-                token: try aggregates.required(3, as: String.self), count: try aggregates.required(4, as: Int.self),
-                meanScore: try aggregates.required(5, as: Double.self)))
+        try aggregatesStatement.bind(record.id, at: 1)
+        record.tokenAggregates = try aggregatesStatement.rows { aggregates throws(StoreError) in
+            try StoredTokenAggregate(
+                side: Side(rawValue: aggregates.required(0)) ?? .query,
+                extreme: Extreme(rawValue: aggregates.required(1)) ?? .high, rank: aggregates.required(2),
+                token: aggregates.required(3), count: aggregates.required(4), meanScore: aggregates.required(5))
         }
     }
 
@@ -215,9 +188,9 @@ final class DecompositionLoader {
             guard let tokens = JSONArrays.strings(try statement.required(4)) else {
                 throw .corrupt("prompt row \(row): tokens_json is not an array of strings")
             }
-            contexts[row] = PromptContext(
-                rowID: row, captureID: try statement.required(1, as: Int64.self), index: try statement.required(2, as: Int.self),
-                promptID: try statement.required(3, as: String.self), tokens: tokens)
+            contexts[row] = try PromptContext(
+                rowID: row, captureID: statement.required(1), index: statement.required(2),
+                promptID: statement.required(3), tokens: tokens)
         }
         return contexts
     }

@@ -25,14 +25,12 @@ enum SearchOrder {
     /// `qkcat_rank_key(sigma, id)` in SQL (migration 4 fills component_keys with it).
     static func register(on database: Database) throws(StoreError) {
         try database.defineFunction("qkcat_rank_key", argumentCount: 2) { arguments in
-            guard case let .integer(id) = arguments[1], (1 ..< Int(idLimit)).contains(id) else { return .null }
-            let sigma: Double
+            guard case let .integer(id) = arguments[1], (1 ..< Int(idLimit)).contains(id) else { return nil }
             switch arguments[0] {
-            case let .real(value): sigma = value
-            case let .integer(value): sigma = Double(value)
-            default: return .null
+            case let .real(sigma): return rankKey(sigma: sigma, id: Int64(id))
+            case let .integer(sigma): return rankKey(sigma: Double(sigma), id: Int64(id))
+            default: return nil
             }
-            return .integer(Int(rankKey(sigma: sigma, id: Int64(id))))
         }
     }
 }
@@ -74,24 +72,26 @@ extension Catalog {
         throws(StoreError) -> [ComponentHit]
     {
         guard limit > 0 else { throw .invalidArgument("search limit must be positive, got \(limit)") }
+        // Every word quoted and ANDed (nil: no words).
         let words = SearchText.words(query)
+        let expression = words.isEmpty ? nil : words.map(SearchText.quoted).joined(separator: " AND ")
         return try database.transaction(.deferred) { () throws(StoreError) in
-            try hits(try rankedComponents(words, filters.condition(.keys), limit: limit))
+            try hits(try rankedComponents(expression, filters.condition(.keys), limit: limit))
         }
     }
 
-    /// (component id, tier) of the best `limit` matches.
-    private func rankedComponents(_ words: [String], _ filter: SQLCondition, limit: Int)
+    /// (component id, tier) of the best `limit` matches of the full-text `expression`.
+    private func rankedComponents(_ expression: String?, _ filter: SQLCondition, limit: Int)
         throws(StoreError) -> [(id: Int64, tier: Int?)]
     {
         if !filter.isEmpty {
             let passing = try integers("SELECT rank_key FROM component_keys k \(filter.whereClause) LIMIT ?",
                                        filter.values + [.integer(filterLeadLimit + 1)])
             if passing.count <= filterLeadLimit {
-                return try matching(words, among: passing.sorted(), limit: limit)
+                return try matching(expression, among: passing.sorted(), limit: limit)
             }
         }
-        if words.isEmpty {
+        guard let expression else {
             let keys = try integers(
                 "SELECT rank_key FROM component_keys k NOT INDEXED \(filter.whereClause) ORDER BY rank_key LIMIT ?",
                 filter.values + [.integer(limit)])
@@ -105,7 +105,7 @@ extension Catalog {
              WHERE component_text MATCH ? \(filter.andClause)
              ORDER BY component_text.rowid
             """)
-        try statement.bind([.text(words.map(SearchText.quoted).joined(separator: " AND "))] + filter.values)
+        try statement.bind([.text(expression)] + filter.values)
         var found: [(id: Int64, tier: Int?)] = []
         var seen = Set<Int64>()
         while found.count < limit, try statement.step() {
@@ -116,58 +116,62 @@ extension Catalog {
         return found
     }
 
-    /// The best `limit` of `candidates` (rank keys in order) whose rows hold every word, tier by tier. Tier 0 rows
-    /// exist only for labelled components: their matches are listed from the index; tiers 1 and 2 are checked
-    /// candidate by candidate, best first, until `limit` are found.
-    private func matching(_ words: [String], among candidates: [Int64], limit: Int)
+    /// The best `limit` of `candidates` (rank keys in order) whose rows hold every word, tier by tier.
+    ///
+    /// Each tier merges the candidates with the words' rows of that tier, both in rowid order: the rows are read in
+    /// order while they are dense among the candidates; once more than `seekCost` rows have been read per candidate
+    /// passed (two more counted, so that one long gap early on does not decide), the row of each remaining candidate
+    /// is sought instead, in the later tiers too (tier 2 holds every word of tiers 0 and 1). Either way a search costs
+    /// at most about twice what the cheaper of the two would.
+    private func matching(_ expression: String?, among candidates: [Int64], limit: Int)
         throws(StoreError) -> [(id: Int64, tier: Int?)]
     {
-        if words.isEmpty { return candidates.prefix(limit).map { (SearchOrder.componentID($0), nil) } }
-        let wanted = Set(candidates)
-        let labelled = try integers("""
-            SELECT rowid FROM component_text WHERE component_text MATCH ? AND rowid < \(SearchOrder.rowid(0, tier: 1))
-             ORDER BY rowid
-            """, [.text(words.map(SearchText.quoted).joined(separator: " AND "))]).filter(wanted.contains)
-        var found: [(id: Int64, tier: Int?)] = labelled.prefix(limit).map { (SearchOrder.componentID($0), 0) }
-        var taken = Set(labelled)
-        let checks = try words.map { word throws(StoreError) in
-            let statement = try database.prepare("SELECT 1 FROM component_text WHERE component_text MATCH ? AND rowid = ?")
-            try statement.bind(SearchText.quoted(word), at: 1)
-            return statement
-        }
-        func holdsEveryWord(_ rowid: Int64) throws(StoreError) -> Bool {
-            for check in checks {
-                defer { check.reset() }
-                try check.bind(rowid, at: 2)
-                guard try check.step() else { return false }
-            }
-            return true
-        }
-        for tier in 1 ... 2 {
-            for key in candidates where !taken.contains(key) {
-                guard found.count < limit else { return found }
-                if try holdsEveryWord(SearchOrder.rowid(key, tier: tier)) {
-                    taken.insert(key)
-                    found.append((SearchOrder.componentID(key), tier))
+        guard let expression else { return candidates.prefix(limit).map { (SearchOrder.componentID($0), nil) } }
+        let rows = try database.prepare("""
+            SELECT rowid FROM component_text WHERE component_text MATCH ? AND rowid >= ? AND rowid <= ? ORDER BY rowid
+            """)
+        try rows.bind(expression, at: 1)
+        var found: [(id: Int64, tier: Int?)] = []
+        var remaining = candidates
+        var reading = true
+        for tier in 0 ... 2 where !remaining.isEmpty {
+            try rows.bind(SearchOrder.rowid(remaining[0], tier: tier), at: 2)
+            try rows.bind(SearchOrder.rowid(SearchOrder.rankKeyMask, tier: tier), at: 3)
+            var missed: [Int64] = []
+            var next = 0, read = 0
+            while found.count < limit, next < remaining.count {
+                if !reading {
+                    rows.reset()
+                    try rows.bind(SearchOrder.rowid(remaining[next], tier: tier), at: 2)
                 }
+                guard try rows.step() else { break }
+                read += 1
+                let key = try rows.required(0, as: Int64.self) & SearchOrder.rankKeyMask
+                while next < remaining.count, remaining[next] < key {
+                    missed.append(remaining[next])
+                    next += 1
+                }
+                if next < remaining.count, remaining[next] == key {
+                    found.append((SearchOrder.componentID(key), tier))
+                    next += 1
+                }
+                reading = reading && read <= seekCost * (next + 2)
             }
+            rows.reset()
+            remaining = missed + remaining[next...]
         }
         return found
     }
 
     /// The first column of every row of `sql`, as integers.
-    func integers(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
-        let statement = try database.prepare(sql)
-        try statement.bind(values)
-        var result: [Int64] = []
-        while try statement.step() { result.append(try statement.required(0)) }
-        return result
+    private func integers(_ sql: String, _ values: [SQLValue]) throws(StoreError) -> [Int64] {
+        try database.rows(sql, values) { row throws(StoreError) in try row.required(0) }
     }
 
     /// The hits for `ranked` component ids, in that order; the tier is the hit's score.
     func hits(_ ranked: [(id: Int64, tier: Int?)]) throws(StoreError) -> [ComponentHit] {
         guard !ranked.isEmpty else { return [] }
-        let statement = try database.prepare("""
+        let found = try database.rows("""
             SELECT c.id, m.name, ck.name, h.layer, h.head, h.kv_head, f.name, f.kind, d.value, c.component_index,
                    c.sigma, c.energy_share, c.auto_label, c.human_label, c.note
               FROM components c
@@ -177,18 +181,16 @@ extension Catalog {
               JOIN models m ON m.id = ck.model_id
               JOIN features f ON f.id = d.feature_id
              WHERE c.id IN (\(ranked.map { String($0.id) }.joined(separator: ", ")))
-            """)
-        var byID: [Int64: ComponentHit] = [:]
-        while try statement.step() {
-            let hit = ComponentHit(
-                id: try statement.required(0), model: try statement.required(1), checkpoint: try statement.required(2),
-                layer: try statement.required(3), head: try statement.required(4), kvHead: try statement.required(5),
-                feature: try statement.required(6), kind: try statement.required(7), value: statement.text(at: 8),
-                index: try statement.required(9), sigma: try statement.required(10),
-                energyShare: try statement.required(11), autoLabel: try statement.required(12),
-                humanLabel: statement.text(at: 13), note: statement.text(at: 14), score: nil)
-            byID[hit.id] = hit
+            """) { statement throws(StoreError) in
+            try ComponentHit(
+                id: statement.required(0), model: statement.required(1), checkpoint: statement.required(2),
+                layer: statement.required(3), head: statement.required(4), kvHead: statement.required(5),
+                feature: statement.required(6), kind: statement.required(7), value: statement.text(at: 8),
+                index: statement.required(9), sigma: statement.required(10), energyShare: statement.required(11),
+                autoLabel: statement.required(12), humanLabel: statement.text(at: 13), note: statement.text(at: 14),
+                score: nil)
         }
+        let byID = Dictionary(found.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         return ranked.compactMap { entry in
             guard var hit = byID[entry.id] else { return nil }
             hit.score = entry.tier.map(Double.init)

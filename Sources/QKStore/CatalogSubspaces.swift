@@ -32,19 +32,6 @@ public struct StoredSubspaces: ComparedDecomposition, Sendable, Equatable {
     }
 }
 
-/// The query-side subspace of one pooled decomposition: the `u` of its kept components.
-public struct QuerySubspaceRecord: Sendable, Equatable {
-    public var decompositionID: Int64
-    public var captureID: Int64
-    public var layer: Int
-    public var head: Int
-    public var kvHead: Int
-    public var headDimension: Int
-    public var feature: String
-    /// `u` of components 0 ..< rank, in index order.
-    public var vectors: [[Float]]
-}
-
 extension Catalog {
     /// Every decomposition of one checkpoint matching `filters`' layer, head, feature and value (model
     /// and checkpoint come from the arguments), with its component vectors; `pooledOnly` drops the
@@ -71,19 +58,17 @@ extension Catalog {
              \(sql.whereClause)
             """)
         try statement.bind(sql.values)
-        var byID: [Int64: (record: StoredSubspaces, captureID: Int64, vectors: [Int: ([Float], [Float])])] = [:]
+        var byID: [Int64: (record: StoredSubspaces, vectors: [(index: Int, u: [Float], v: [Float])])] = [:]
         while try statement.step() {
             let id = try statement.required(0, as: Int64.self)
             if byID[id] == nil {
                 let singularValues = try statement.float32Blob(at: 9) ?? []
-                let record = StoredSubspaces(
-                    decompositionID: id, captureID: try statement.required(10), model: model, checkpoint: checkpoint, layer: try statement.required(1, as: Int.self),
-                    head: try statement.required(2, as: Int.self), kvHead: try statement.required(3, as: Int.self),
-                    headDimension: try statement.required(4, as: Int.self), feature: try statement.required(5, as: String.self),
-                    value: statement.text(at: 6), rank: try statement.required(7, as: Int.self),
-                    sigma1: singularValues.first.map(Double.init) ?? 0, frobenius: try statement.required(8, as: Double.self),
-                    u: [], v: [])
-                byID[id] = (record, record.captureID, [:])
+                byID[id] = (try StoredSubspaces(
+                    decompositionID: id, captureID: statement.required(10), model: model, checkpoint: checkpoint,
+                    layer: statement.required(1), head: statement.required(2), kvHead: statement.required(3),
+                    headDimension: statement.required(4), feature: statement.required(5), value: statement.text(at: 6),
+                    rank: statement.required(7), sigma1: singularValues.first.map(Double.init) ?? 0,
+                    frobenius: statement.required(8), u: [], v: []), [])
             }
             guard let index = statement.int(at: 11) else { continue }   // a decomposition without components
             let u = try statement.float32Blob(at: 12) ?? []
@@ -92,30 +77,16 @@ extension Catalog {
             guard u.count == dimension, v.count == dimension else {
                 throw .corrupt("decomposition \(id) component \(index): u has \(u.count) and v \(v.count) values, d_head is \(dimension)")
             }
-            byID[id]!.vectors[index] = (u, v)
+            byID[id]!.vectors.append((index, u, v))
         }
         // The latest capture wins for one key.
-        var latest: [SubspaceKey: (record: StoredSubspaces, captureID: Int64)] = [:]
-        for (_, entry) in byID {
-            var record = entry.record
-            let indices = entry.vectors.keys.sorted()
-            record.u = indices.map { entry.vectors[$0]!.0 }
-            record.v = indices.map { entry.vectors[$0]!.1 }
-            if let existing = latest[record.key], existing.captureID > entry.captureID { continue }
-            latest[record.key] = (record, entry.captureID)
+        var latest: [SubspaceKey: StoredSubspaces] = [:]
+        for (record, vectors) in byID.values where latest[record.key].map({ $0.captureID < record.captureID }) ?? true {
+            let ordered = vectors.sorted { $0.index < $1.index }
+            latest[record.key] = record
+            latest[record.key]!.u = ordered.map(\.u)
+            latest[record.key]!.v = ordered.map(\.v)
         }
-        return latest.values.map(\.record).sorted { $0.key < $1.key }
-    }
-
-    /// Query subspaces of the pooled decompositions of `model` at `checkpoint`, optionally of one layer,
-    /// head or set of features, ordered by layer, head and feature name (the latest capture wins, as above).
-    public func querySubspaces(model: String, checkpoint: String, layer: Int? = nil, head: Int? = nil,
-                               features: [String]? = nil) throws(StoreError) -> [QuerySubspaceRecord] {
-        try subspaces(model: model, checkpoint: checkpoint, filters: SearchFilters(layer: layer, head: head),
-                      pooledOnly: true)
-            .filter { features?.contains($0.feature) ?? true }
-            .map { QuerySubspaceRecord(decompositionID: $0.decompositionID, captureID: $0.captureID, layer: $0.layer,
-                                       head: $0.head, kvHead: $0.kvHead, headDimension: $0.headDimension,
-                                       feature: $0.feature, vectors: $0.u) }
+        return latest.values.sorted { $0.key < $1.key }
     }
 }

@@ -15,35 +15,20 @@ let transientDestructor = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// One SQLite connection: busy timeout, foreign keys, extended result codes; closed on deinit.
 public final class Database {
-    /// How to open the file.
-    public enum Mode: Sendable {
-        /// Read and write, creating the file when missing.
-        case readWriteCreate
-        /// Read and write an existing file.
-        case readWrite
-        case readOnly
-    }
-
     public let path: String
-    public let isReadOnly: Bool
     let handle: OpaquePointer
 
-    /// Opens `path`; turns on foreign keys and extended result codes and sets the busy timeout.
+    /// Opens `path` for reading and writing (creating the file when missing), or for reading only; turns on foreign
+    /// keys and extended result codes and sets the busy timeout.
     ///
     /// A read-only open never writes, and works where nothing can be written: a write-ahead-log database needs its
     /// `-shm` file, which a read-only directory cannot hold, so when SQLite cannot open it the file is read as
     /// immutable (`immutable=1`) — unless a `-wal` file with content lies beside it, whose commits that would skip.
-    public init(path: String, mode: Mode = .readWriteCreate, busyTimeoutMilliseconds: Int32 = 5000) throws(StoreError) {
-        let flags: Int32
-        switch mode {
-        case .readWriteCreate: flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-        case .readWrite: flags = SQLITE_OPEN_READWRITE
-        case .readOnly: flags = SQLITE_OPEN_READONLY
-        }
+    public init(path: String, readOnly: Bool = false, busyTimeoutMilliseconds: Int32 = 5000) throws(StoreError) {
+        let flags = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
         self.path = path
-        self.isReadOnly = mode == .readOnly
         var handle = try Self.open(path, path: path, flags: flags)
-        if mode == .readOnly, let failure = Self.probe(handle), Self.cannotOpenSharedMemory(failure) {
+        if readOnly, let failure = Self.probe(handle), Self.cannotOpenSharedMemory(failure) {
             sqlite3_close_v2(handle)
             let log = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
             guard log == 0 else {
@@ -151,11 +136,6 @@ public final class Database {
         try execute("PRAGMA cache_size = -65536")
     }
 
-    /// Current `PRAGMA journal_mode`.
-    public func journalMode() throws(StoreError) -> String {
-        try scalarText("PRAGMA journal_mode") ?? ""
-    }
-
     /// Runs a script of one or more statements without results.
     public func execute(_ sql: String) throws(StoreError) {
         var errorMessage: UnsafeMutablePointer<CChar>?
@@ -199,15 +179,14 @@ public final class Database {
     {
         if inTransaction { return try body() }
         try begin(kind)
-        let result: T
         do {
-            result = try body()
+            let result = try body()
             try commit()
+            return result
         } catch {
             rollback()
             throw error
         }
-        return result
     }
 
     /// True inside an explicit transaction.
@@ -230,8 +209,9 @@ public final class Database {
     /// Rows changed by the last statement.
     public var changes: Int { Int(sqlite3_changes(handle)) }
 
-    /// Defines a deterministic SQL function of `argumentCount` arguments on this connection.
-    public func defineFunction(_ name: String, argumentCount: Int32, _ body: @escaping ([SQLValue]) -> SQLValue)
+    /// Defines a deterministic SQL function of `argumentCount` arguments with an integer result (nil: NULL) on this
+    /// connection.
+    public func defineFunction(_ name: String, argumentCount: Int32, _ body: @escaping ([SQLValue]) -> Int64?)
         throws(StoreError)
     {
         let box = Unmanaged.passRetained(FunctionBox(body)).toOpaque()
@@ -240,36 +220,34 @@ public final class Database {
             { context, count, arguments in
                 let box = Unmanaged<FunctionBox>.fromOpaque(sqlite3_user_data(context)).takeUnretainedValue()
                 let values = (0 ..< Int(count)).map { Statement.value(of: arguments![$0]) }
-                switch box.body(values) {
-                case .null: sqlite3_result_null(context)
-                case let .integer(int): sqlite3_result_int64(context, Int64(int))
-                case let .real(double): sqlite3_result_double(context, double)
-                case let .text(text): sqlite3_result_text(context, text, -1, transientDestructor)
-                case let .blob(data):
-                    data.withUnsafeBytes { sqlite3_result_blob(context, $0.baseAddress, Int32($0.count), transientDestructor) }
-                }
+                if let result = box.body(values) { sqlite3_result_int64(context, result) } else { sqlite3_result_null(context) }
             }, nil, nil, { box in Unmanaged<FunctionBox>.fromOpaque(box!).release() })
         try check(code, sql: "define function \(name)")
     }
 
-    /// The first column of the first row, as an integer (nil: no row or NULL).
-    public func scalarInt(_ sql: String, _ values: [SQLValue] = []) throws(StoreError) -> Int? {
+    /// Every row of `sql` with `values` bound, each read by `row`.
+    public func rows<T>(_ sql: String, _ values: [SQLValue] = [], _ row: (Statement) throws(StoreError) -> T)
+        throws(StoreError) -> [T]
+    {
         let statement = try prepare(sql)
         try statement.bind(values)
-        return try statement.step() ? statement.int(at: 0) : nil
+        return try statement.rows(row)
+    }
+
+    /// The first column of the first row, as an integer (nil: no row or NULL).
+    public func scalarInt(_ sql: String, _ values: [SQLValue] = []) throws(StoreError) -> Int? {
+        try rows(sql, values) { $0.int(at: 0) }.first ?? nil
     }
 
     /// The first column of the first row, as text (nil: no row or NULL).
     public func scalarText(_ sql: String, _ values: [SQLValue] = []) throws(StoreError) -> String? {
-        let statement = try prepare(sql)
-        try statement.bind(values)
-        return try statement.step() ? statement.text(at: 0) : nil
+        try rows(sql, values) { $0.text(at: 0) }.first ?? nil
     }
 }
 
 private final class FunctionBox {
-    let body: ([SQLValue]) -> SQLValue
-    init(_ body: @escaping ([SQLValue]) -> SQLValue) { self.body = body }
+    let body: ([SQLValue]) -> Int64?
+    init(_ body: @escaping ([SQLValue]) -> Int64?) { self.body = body }
 }
 
 /// A prepared statement; finalized when the last reference goes.
@@ -304,41 +282,30 @@ public final class Statement {
     }
 
     public func bind(_ value: String?, at index: Int32) throws(StoreError) {
-        guard let value else { return try bindNull(at: index) }
-        // An explicit byte length keeps any embedded NUL; an empty string must still bind a non-NULL pointer.
-        if value.isEmpty {
-            try database.check(sqlite3_bind_text(handle, index, "", 0, transientDestructor), sql: sql)
-            return
-        }
-        var copy = value
-        let code = copy.withUTF8 { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { chars in
-                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), transientDestructor)
-            }
-        }
-        try database.check(code, sql: sql)
+        guard var value else { return try bindNull(at: index) }
+        try database.check(value.withUTF8 { bindText(UnsafeRawBufferPointer($0), at: index) }, sql: sql)
     }
 
     /// Binds text given as UTF-8 bytes (the caller guarantees valid UTF-8), without building a String.
     func bind(utf8 bytes: [UInt8], at index: Int32) throws(StoreError) {
-        // An empty text still needs a non-NULL pointer, or SQLite stores NULL.
-        guard !bytes.isEmpty else { return try bind("", at: index) }
-        let code = bytes.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { chars in
-                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), transientDestructor)
-            }
-        }
-        try database.check(code, sql: sql)
+        try database.check(bytes.withUnsafeBytes { bindText($0, at: index) }, sql: sql)
     }
 
     public func bind(_ value: Data?, at index: Int32) throws(StoreError) {
         guard let value else { return try bindNull(at: index) }
-        let code = value.withUnsafeBytes { bytes in
-            // A zero-length blob still needs a non-NULL pointer, or SQLite stores NULL.
-            sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count),
-                              transientDestructor)
-        }
-        try database.check(code, sql: sql)
+        try database.check(value.withUnsafeBytes { bindBlob($0, at: index) }, sql: sql)
+    }
+
+    // An explicit byte length keeps any embedded NUL; an empty text or blob still needs a non-NULL pointer, or SQLite
+    // stores NULL.
+    private func bindText(_ bytes: UnsafeRawBufferPointer, at index: Int32) -> Int32 {
+        let start = (bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!).assumingMemoryBound(to: CChar.self)
+        return sqlite3_bind_text(handle, index, start, Int32(bytes.count), transientDestructor)
+    }
+
+    private func bindBlob(_ bytes: UnsafeRawBufferPointer, at index: Int32) -> Int32 {
+        sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count),
+                          transientDestructor)
     }
 
     public func bindNull(at index: Int32) throws(StoreError) {
@@ -360,27 +327,10 @@ public final class Statement {
         for (offset, value) in values.enumerated() { try bind(value, at: Int32(offset + 1)) }
     }
 
-    /// The index of a named parameter such as `:name`, `@name` or `$name`.
-    public func parameterIndex(_ name: String) throws(StoreError) -> Int32 {
-        let index = sqlite3_bind_parameter_index(handle, name)
-        guard index > 0 else { throw .invalidArgument("no parameter \(name) in: \(sql)") }
-        return index
-    }
-
-    public func bind(_ value: Int?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-    public func bind(_ value: Double?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-    public func bind(_ value: String?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-    public func bind(_ value: Data?, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-    public func bind(_ value: SQLValue, named name: String) throws(StoreError) { try bind(value, at: parameterIndex(name)) }
-
     /// Binds a float vector as a little-endian float32 BLOB without an intermediate copy on little-endian hosts.
     public func bindFloat32Blob(_ vector: [Float], at index: Int32) throws(StoreError) {
         #if _endian(little)
-        let code = vector.withUnsafeBytes { bytes in
-            sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count),
-                              transientDestructor)
-        }
-        try database.check(code, sql: sql)
+        try database.check(vector.withUnsafeBytes { bindBlob($0, at: index) }, sql: sql)
         #else
         try bind(Float32Blob.encode(vector), at: index)
         #endif
@@ -400,11 +350,16 @@ public final class Statement {
         while try step() {}
     }
 
-    /// Makes the statement ready to run again; bindings stay unless cleared.
-    public func reset(clearBindings: Bool = false) {
-        sqlite3_reset(handle)
-        if clearBindings { sqlite3_clear_bindings(handle) }
+    /// Every remaining row, each read by `row`; then resets for reuse.
+    public func rows<T>(_ row: (Statement) throws(StoreError) -> T) throws(StoreError) -> [T] {
+        defer { sqlite3_reset(handle) }
+        var result: [T] = []
+        while try step() { result.append(try row(self)) }
+        return result
     }
+
+    /// Makes the statement ready to run again; bindings stay.
+    public func reset() { sqlite3_reset(handle) }
 
     // MARK: Reading columns (0-based); NULL reads as nil
 
@@ -432,12 +387,7 @@ public final class Statement {
         return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
     }
 
-    public func blob(at index: Int32) -> Data? {
-        guard !isNull(at: index) else { return nil }
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count > 0, let pointer = sqlite3_column_blob(handle, index) else { return Data() }
-        return Data(bytes: pointer, count: count)
-    }
+    public func blob(at index: Int32) -> Data? { rawBlob(at: index).map { Data($0) } }
 
     /// A BLOB column's bytes in place, valid until the next step or reset (nil: NULL).
     func rawBlob(at index: Int32) -> UnsafeRawBufferPointer? {
@@ -451,13 +401,11 @@ public final class Statement {
 
     /// A little-endian float32 BLOB column as floats (nil: NULL).
     public func float32Blob(at index: Int32) throws(StoreError) -> [Float]? {
-        guard !isNull(at: index) else { return nil }
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count % 4 == 0 else {
-            throw .corrupt("a float32 BLOB of \(count) bytes (not a multiple of 4) in column \(columnName(at: index))")
+        guard let bytes = rawBlob(at: index) else { return nil }
+        guard bytes.count % 4 == 0 else {
+            throw .corrupt("a float32 BLOB of \(bytes.count) bytes (not a multiple of 4) in column \(columnName(at: index))")
         }
-        guard count > 0, let pointer = sqlite3_column_blob(handle, index) else { return [] }
-        return Float32Blob.decode(UnsafeRawBufferPointer(start: pointer, count: count))
+        return Float32Blob.decode(bytes)
     }
 
     /// A function argument as a value.
@@ -515,16 +463,10 @@ public enum Float32Blob {
         return data
     }
 
-    public static func encode(_ vector: [Double]) -> Data { encode(vector.map { Float($0) }) }
-
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> [Float] {
         (0 ..< bytes.count / 4).map { offset in
             Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset * 4, as: UInt32.self)))
         }
-    }
-
-    public static func decode(_ data: Data) -> [Float] {
-        data.withUnsafeBytes { decode($0) }
     }
 }
 

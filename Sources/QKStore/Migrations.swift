@@ -51,9 +51,9 @@ public enum Migrator {
 
     /// The rows of `qkcat_migrations` must be exactly migrations 1…`version` as this build names them.
     static func checkRecord(_ database: Database, version: Int) throws(StoreError) {
-        let rows = try database.prepare("SELECT version, name FROM qkcat_migrations ORDER BY version")
-        var recorded: [(version: Int?, name: String?)] = []
-        while try rows.step() { recorded.append((rows.int(at: 0), rows.text(at: 1))) }
+        let recorded = try database.rows("SELECT version, name FROM qkcat_migrations ORDER BY version") { row in
+            (version: row.int(at: 0), name: row.text(at: 1))
+        }
         func fail(_ detail: String) -> StoreError { .inconsistentMigrations(path: database.path, detail: detail) }
         let versions = recorded.map { $0.version.map(String.init) ?? "NULL" }.joined(separator: ", ")
         guard recorded.map({ $0.version ?? 0 }) == Array(1...version) else {
@@ -87,12 +87,8 @@ public enum Migrator {
     }
 }
 
-/// ISO 8601 UTC timestamps as stored in the catalog.
+/// ISO 8601 UTC timestamps as stored in the catalog (the formatter's default: internet date-time in UTC, whatever
+/// the process's time zone).
 enum Timestamp {
-    static func now() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date())
-    }
+    static func now() -> String { ISO8601DateFormatter().string(from: Date()) }
 }

@@ -6,7 +6,7 @@ import QKStore
 public enum CatalogSnapshot {
     /// The catalog's full content (schema included) and the result of `PRAGMA integrity_check`.
     public static func take(_ path: String) throws -> (content: String, integrity: String) {
-        let database = try Database(path: path, mode: .readOnly)
+        let database = try Database(path: path, readOnly: true)
         var tables: [(String, String)] = []
         let list = try database.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name")
         while try list.step() { tables.append((list.text(at: 0) ?? "", list.text(at: 1) ?? "")) }

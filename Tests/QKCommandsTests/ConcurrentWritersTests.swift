@@ -31,9 +31,11 @@ final class QKCatProcess: @unchecked Sendable {
     }
 }
 
-/// A capture that takes the engine a few seconds on one thread: long enough to hold the write lock meanwhile.
+/// A capture that takes the engine a few seconds on one thread: long enough to hold the write lock meanwhile, even on
+/// an idle machine (where half of it took a debug build about a second: too short for the tests below).
 func slowCaptureSpec() -> SyntheticCaptureSpec {
-    var spec = syntheticSpec(checkpoint: "step9", layers: [0, 1], prompts: 2000, seed: 8)
+    var spec = syntheticSpec(checkpoint: "step9", layers: [0, 1, 2, 3], prompts: 2000, seed: 8)
+    spec.model.layerCount = 4
     spec.model.name = "planted/wide"
     spec.model.headCount = 8
     spec.model.kvHeadCount = 8
@@ -48,7 +50,7 @@ func waitForWriteLock(_ db: String, heldBy process: Process) throws -> Bool {
     for _ in 0..<30_000 where process.isRunning {
         var held = false
         if FileManager.default.fileExists(atPath: db) {
-            let probe = try Database(path: db, mode: .readWrite, busyTimeoutMilliseconds: 0)
+            let probe = try Database(path: db, busyTimeoutMilliseconds: 0)
             do {
                 try probe.execute("BEGIN IMMEDIATE")
                 try probe.execute("ROLLBACK")
@@ -93,7 +95,7 @@ struct BusyCatalog {
 @Suite("concurrent writers")
 struct ConcurrentWritersTests {
     static func humanLabels(_ db: String) throws -> [Int: String] {
-        let database = try Database(path: db, mode: .readOnly)
+        let database = try Database(path: db, readOnly: true)
         let rows = try database.prepare("SELECT id, human_label FROM components WHERE human_label IS NOT NULL")
         var labels: [Int: String] = [:]
         while try rows.step() { labels[rows.int(at: 0)!] = rows.text(at: 1) }
@@ -192,7 +194,7 @@ struct ConcurrentWritersTests {
         var expected: [Int: String] = [:]
         for i in 1...count { expected[i] = "A \(i)"; expected[count + i] = "B \(count + i)" }
         #expect(try Self.humanLabels(db) == expected)
-        #expect(try Database(path: db, mode: .readOnly).scalarText("PRAGMA integrity_check") == "ok")
+        #expect(try Database(path: db, readOnly: true).scalarText("PRAGMA integrity_check") == "ok")
     }
 
     @Test("QKCAT_BUSY_TIMEOUT must be a number of seconds")

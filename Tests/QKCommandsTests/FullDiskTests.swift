@@ -147,7 +147,7 @@ struct FullDiskTests {
                 """)
         }
         let before = try CatalogSnapshot.take(db)
-        #expect(try Migrator.version(of: Database(path: db, mode: .readOnly)) == 1)
+        #expect(try Migrator.version(of: Database(path: db, readOnly: true)) == 1)
 
         try disk.fill(leaving: 64 << 10)
         Self.expectNoSpace(qkcat(["upgrade", "--db", db]), db)
@@ -156,7 +156,7 @@ struct FullDiskTests {
         let after = try CatalogSnapshot.take(db)
         #expect(after.integrity == "ok")
         #expect(after.content == before.content)
-        #expect(try Migrator.version(of: Database(path: db, mode: .readOnly)) == 1)
+        #expect(try Migrator.version(of: Database(path: db, readOnly: true)) == 1)
         let upgraded = qkcat(["upgrade", "--db", db])
         #expect(upgraded.code == 0, "\(upgraded.err)")
         #expect(upgraded.out == "Upgraded \(db) from catalog schema version 1 to \(Migrator.currentVersion).\n")

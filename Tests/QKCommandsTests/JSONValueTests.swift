@@ -26,6 +26,8 @@ import Testing
     @Test func escapesStrings() {
         let text = "q\"b\\s/\n\r\t\u{08}\u{0C}\u{01}\u{1F}é猫\u{2028}"
         #expect(JSONValue.string(text).rendered() == #""q\"b\\s/\n\r\t\b\f\u0001\u001fé猫\u2028""#)
+        // DEL and the other separator escaped too; other characters whose UTF-8 starts like the separators' kept.
+        #expect(JSONValue.string("\u{7F}€\u{2027}\u{2029}x\u{2029}").rendered() == #""\u007f€\#u{2027}\u2029x\u2029""#)
     }
 
     @Test func numbers() {

@@ -37,11 +37,11 @@ struct ListTests {
         let refused = qkcat(["list", "models", "--db", path, "--json"])
         #expect(refused.code == 1)
         #expect(refused.err.contains("run 'qkcat upgrade --db \(path)'"), "\(refused.err)")
-        #expect(try Migrator.version(of: Database(path: path, mode: .readOnly)) == 1)
+        #expect(try Migrator.version(of: Database(path: path, readOnly: true)) == 1)
         // label is a write command: it upgrades (saying so) before it fails on the missing component.
         let label = qkcat(["label", "1", "x", "--db", path])
         #expect(label.err.contains("upgraded \(path) from catalog schema version 1 to \(Migrator.currentVersion)"))
-        #expect(try Migrator.version(of: Database(path: path, mode: .readOnly)) == Migrator.currentVersion)
+        #expect(try Migrator.version(of: Database(path: path, readOnly: true)) == Migrator.currentVersion)
         let result = qkcat(["list", "models", "--db", path, "--json"])
         #expect(result.code == 0 && result.err.isEmpty, "\(result.err)")
         #expect(result.out.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")

@@ -93,7 +93,7 @@ struct CaptureRoundTripTests {
     @Test("tokens(ofPrompt:) re-reads each prompt, odd characters included")
     func tokensOfPrompt() throws {
         let directory = try TemporaryDirectory()
-        let odd = ["<s>", "\"quoted\"", "back\\slash", "new\nline", "tab\t", "\u{01}", "/slash", "émoji 🍐", "\u{2028}"]
+        let odd = ["<s>", "\"quoted\"", "back\\slash", "new\nline", "tab\t", "\u{01}", "/slash", "émoji 🍐", "\u{2028}", "\u{08}\u{0C}\u{1F}"]
         let capture = try writeSmallCapture(to: directory.url, promptCount: 3) { capture in
             capture.prompts[1].tokens = odd
             capture.prompts[1].keys = [.init(position: 7, labels: ["category": "fruit \"pear\""])]

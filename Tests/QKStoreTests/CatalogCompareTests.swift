@@ -127,7 +127,8 @@ func compareSyntheticCatalog(_ temporary: TemporaryDatabase) throws -> Catalog {
         }.sorted { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
         let result = try catalog.similarComponents(to: reference.component.id, scope: scope, limit: 7)
         // The table scan split across one connection per core gives the same answer.
-        let split = try catalog.similarComponents(to: reference.component.id, scope: scope, limit: 7, splitAbove: 0)
+        catalog.similarSplitAbove = 0
+        let split = try catalog.similarComponents(to: reference.component.id, scope: scope, limit: 7)
         #expect(split.hits == result.hits && split.scanned == result.scanned)
         #expect(result.scanned == candidates.count)
         #expect(result.reference.id == reference.component.id && result.headDimension == 8 && result.scope == scope)

@@ -182,7 +182,7 @@ import Testing
         let catalog = try Catalog.open(path: temporary.path)
         let fixture = CatalogFixture()
         try fixture.ingest(into: catalog)
-        let shown = try catalog.decompositions(model: "toy-model", layer: 0, head: 1, feature: "category")
+        let shown = try catalog.decompositions(SearchFilters(model: "toy-model", layer: 0, head: 1, feature: "category"))
         #expect(shown.decompositions.map(\.value) == [nil, "fruit"])
         let cited = Set(shown.decompositions.flatMap { $0.components.flatMap { $0.examples.map(\.promptRowID) } })
         #expect(Set(shown.prompts.keys) == cited)

@@ -127,11 +127,14 @@ import Testing
             let words = (0 ..< Int(random.next() % 3)).map { _ in vocabulary[Int(random.next() % UInt64(vocabulary.count))] }
             let filters = Self.randomFilters(&random, checkpoints: checkpoints)
             let want = try Self.expected(catalog.database, rows, words, filters)
-            for lead in [0, 1000, 1 << 40] {
+            // Words leading, the filter leading with rows read in order, sought one by one, or switching midway.
+            for (lead, seekCost) in [(0, 128), (1000, 128), (1 << 40, 0), (1 << 40, 1), (1 << 40, 1 << 40)] {
                 catalog.filterLeadLimit = lead
+                catalog.seekCost = seekCost
                 for limit in [1, 5, 10_000] {
                     let got = try catalog.search(words.joined(separator: " "), filters: filters, limit: limit)
-                    #expect(got.map(\.id) == want.prefix(limit).map(\.id), "\(words) \(filters) lead \(lead) limit \(limit)")
+                    #expect(got.map(\.id) == want.prefix(limit).map(\.id),
+                            "\(words) \(filters) lead \(lead) seek cost \(seekCost) limit \(limit)")
                     #expect(got.map { $0.score.map(Int.init) } == want.prefix(limit).map(\.tier))
                 }
             }

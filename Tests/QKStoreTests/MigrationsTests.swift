@@ -182,7 +182,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         while try statement.step() { rows.append("\(statement.int(at: 0) ?? -1) \(statement.text(at: 1) ?? "")") }
         #expect(rows == Migrator.all.map { "\($0.version) \($0.name)" })
         #expect(try catalog.database.scalarInt("PRAGMA user_version") == Migrator.currentVersion)
-        #expect(try catalog.database.journalMode() == "wal")
+        #expect(try catalog.database.scalarText("PRAGMA journal_mode") == "wal")
         #expect(try catalog.database.scalarInt("PRAGMA foreign_keys") == 1)
     }
 

@@ -1,3 +1,5 @@
+import QKEngine
+
 /// A JSON value whose objects keep their keys in insertion order, so `--json` output is deterministic
 /// and reads in the order the command chose.
 public indirect enum JSONValue: Sendable, Equatable {
@@ -98,26 +100,11 @@ public indirect enum JSONValue: Sendable, Equatable {
         return number.description
     }
 
+    /// The one JSON string escaper, the engine's.
     private static func writeString(_ string: String, to output: inout String) {
-        output += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            case "\u{08}": output += "\\b"
-            case "\u{0C}": output += "\\f"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029:
-                // Other control characters, and the line separators JavaScript once rejected, as \uXXXX.
-                let hex = String(scalar.value, radix: 16, uppercase: false)
-                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                output.unicodeScalars.append(scalar)
-            }
-        }
-        output += "\""
+        var json = CompactJSONWriter(capacity: string.utf8.count + 2)
+        json.string(string)
+        output += json.text
     }
 }
 

@@ -65,7 +65,8 @@ enum Attribute {
                               method: method, place: place)
 
         if let promptID, let layer, let head {
-            let records = try catalog.querySubspaces(model: capturedModel.name, checkpoint: checkpoint, layer: layer, head: head)
+            let records = try catalog.subspaces(model: capturedModel.name, checkpoint: checkpoint,
+                                                  filters: SearchFilters(layer: layer, head: head), pooledOnly: true)
             guard !records.isEmpty else {
                 throw CommandError.failure("layer \(layer) head \(head) of \(place) has no pooled decomposition in the catalog")
             }
@@ -77,7 +78,7 @@ enum Attribute {
             }
             let names = requested.isEmpty ? available : requested
             let subspaces = names.map { name in
-                FeatureSubspace(name: name, vectors: records.first { $0.feature == name }!.vectors)
+                FeatureSubspace(name: name, vectors: records.first { $0.feature == name }!.u)
             }
             let splitter = try QuerySplitter(features: subspaces, dimension: capturedModel.headDimension, method: method)
             let attributor = CaptureAttributor(reader: reader)
@@ -179,7 +180,8 @@ enum Attribute {
             throw CommandError.failure(
                 "layer \(layer) is not in the capture (it holds: \(header.layers.map(String.init).joined(separator: ", ")))")
         }
-        let records = try catalog.querySubspaces(model: context.model, checkpoint: context.checkpoint, layer: layer, head: head)
+        let records = try catalog.subspaces(model: context.model, checkpoint: context.checkpoint,
+                                        filters: SearchFilters(layer: layer, head: head), pooledOnly: true)
         let where_ = [layer.map { "layer \($0)" }, head.map { "head \($0)" }].compactMap { $0 }.joined(separator: " ")
         let scope = where_.isEmpty ? context.place : "\(where_) of \(context.place)"
         guard !records.isEmpty else { throw CommandError.failure("\(scope) has no pooled decomposition in the catalog") }
@@ -199,7 +201,7 @@ enum Attribute {
                 continue
             }
             if byHead[key] == nil { order.append(key) }
-            byHead[key, default: [:]][record.feature] = record.vectors
+            byHead[key, default: [:]][record.feature] = record.u
         }
         if outside > 0 {
             invocation.stderr.line("note: \(outside) catalog head(s) are in layers the capture does not hold; skipped")

@@ -107,31 +107,31 @@ public final class CaptureWriter {
             }
         }
 
-        // The line is built by hand (keys in sorted order, strings escaped by the JSON module's own
-        // escaper): JSONSerialization took most of the writer's time on the benchmark capture.
-        var line = "{\"id\":"
-        JSONValue.writeString(id, to: &line)
-        line += ",\"keys\":["
+        // The line is built by hand (keys in sorted order): JSONSerialization took most of the writer's time on the
+        // benchmark capture.
+        var line = CompactJSONWriter(capacity: 256)
+        line.raw("{\"id\":")
+        line.string(id)
+        line.raw(",\"keys\":[")
         for (index, key) in keys.enumerated() {
-            line += index == 0 ? "{" : ",{"
+            line.raw(index == 0 ? "{" : ",{")
             if !key.labels.isEmpty {
-                line += "\"labels\":"
+                line.raw("\"labels\":")
                 CaptureWriter.writeLabels(key.labels, to: &line)
-                line += ","
+                line.raw(",")
             }
-            line += "\"position\":\(key.position)}"
+            line.raw("\"position\":")
+            line.integer(key.position)
+            line.raw("}")
         }
-        line += "],\"query\":{\"labels\":"
+        line.raw("],\"query\":{\"labels\":")
         CaptureWriter.writeLabels(queryLabels, to: &line)
-        line += ",\"position\":\(queryPosition)},\"tokens\":["
-        for (index, token) in tokens.enumerated() {
-            if index > 0 { line += "," }
-            JSONValue.writeString(token, to: &line)
-        }
-        line += "]}"
-        var lineBytes = Array(line.utf8)
-        lineBytes.append(0x0A)
-        try promptsFile!.write(lineBytes)
+        line.raw(",\"position\":")
+        line.integer(queryPosition)
+        line.raw("},\"tokens\":")
+        line.array(tokens)
+        line.raw("}\n")
+        try promptsFile!.write(line.bytes)
         for layer in layers {
             try spool(queries[layer]!, to: querySpools[layer]!)
             try spool(keyVectors[layer]!, to: keySpools[layer]!)
@@ -141,15 +141,15 @@ public final class CaptureWriter {
         keyCount += keys.count
     }
 
-    private static func writeLabels(_ labels: [String: String], to out: inout String) {
-        out += "{"
+    private static func writeLabels(_ labels: [String: String], to json: inout CompactJSONWriter) {
+        json.raw("{")
         for (index, name) in labels.keys.sorted().enumerated() {
-            if index > 0 { out += "," }
-            JSONValue.writeString(name, to: &out)
-            out += ":"
-            JSONValue.writeString(labels[name]!, to: &out)
+            if index > 0 { json.raw(",") }
+            json.string(name)
+            json.raw(":")
+            json.string(labels[name]!)
         }
-        out += "}"
+        json.raw("}")
     }
 
     private func spool(_ values: [Float], to file: OutputFile) throws(EngineError) {

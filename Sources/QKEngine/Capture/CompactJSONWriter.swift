@@ -1,5 +1,6 @@
-/// Compact JSON written straight into UTF-8 bytes: the one writer of the JSON the catalog stores (examples, token
-/// lists, capture options), shared with the store through package access.
+/// Compact JSON written straight into UTF-8 bytes: the one writer of the JSON the engine and the catalog write
+/// (prompts.jsonl lines, provenance, examples, token lists, capture options), shared with the store through package
+/// access.
 ///
 /// Foundation's encoders cost more than the inserts they replace; this writes only what those layouts need.
 package struct CompactJSONWriter {
@@ -78,7 +79,8 @@ package struct CompactJSONWriter {
         }
     }
 
-    /// A JSON string: quotes, backslashes and control characters escaped, everything else as UTF-8.
+    /// A JSON string: quotes, backslashes and control characters escaped, and DEL, U+2028 and U+2029 as `\u`
+    /// sequences (JavaScript once rejected the two separators in strings); everything else as UTF-8.
     package mutating func string(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
         var value = value
@@ -86,10 +88,18 @@ package struct CompactJSONWriter {
             var pending = 0   // start of the bytes not yet copied
             for offset in utf8.indices {
                 let byte = utf8[offset]
-                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                let separator = byte == 0xE2 && offset + 2 < utf8.count && utf8[offset + 1] == 0x80
+                    && (utf8[offset + 2] == 0xA8 || utf8[offset + 2] == 0xA9)
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == 0x7F || separator
+                else { continue }
                 bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[pending ..< offset]))
-                escape(byte)
-                pending = offset + 1
+                if separator {
+                    raw(utf8[offset + 2] == 0xA8 ? "\\u2028" : "\\u2029")
+                    pending = offset + 3
+                } else {
+                    escape(byte)
+                    pending = offset + 1
+                }
             }
             bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[pending...]))
         }

@@ -29,54 +29,35 @@ enum JSONValue: Equatable {
 
     /// Compact JSON with sorted object keys (deterministic, for provenance fields).
     var compactSortedJSON: String {
-        var out = ""
-        write(to: &out)
-        return out
+        var json = CompactJSONWriter()
+        write(to: &json)
+        return json.text
     }
 
-    private func write(to out: inout String) {
+    private func write(to json: inout CompactJSONWriter) {
         switch self {
-        case .null: out += "null"
-        case let .bool(value): out += value ? "true" : "false"
-        case let .integer(value): out += String(value)
-        case let .number(value): out += "\(value)"
-        case let .string(value): JSONValue.writeString(value, to: &out)
+        case .null: json.raw("null")
+        case let .bool(value): json.raw(value ? "true" : "false")
+        case let .integer(value): json.integer(value)
+        case let .number(value): json.number(value)
+        case let .string(value): json.string(value)
         case let .array(items):
-            out += "["
+            json.raw("[")
             for (index, item) in items.enumerated() {
-                if index > 0 { out += "," }
-                item.write(to: &out)
+                if index > 0 { json.raw(",") }
+                item.write(to: &json)
             }
-            out += "]"
+            json.raw("]")
         case let .object(members):
-            out += "{"
+            json.raw("{")
             for (index, key) in members.keys.sorted().enumerated() {
-                if index > 0 { out += "," }
-                JSONValue.writeString(key, to: &out)
-                out += ":"
-                members[key]!.write(to: &out)
+                if index > 0 { json.raw(",") }
+                json.string(key)
+                json.raw(":")
+                members[key]!.write(to: &json)
             }
-            out += "}"
+            json.raw("}")
         }
-    }
-
-    /// Appends `value` as a JSON string literal (quotes, backslashes and control characters escaped).
-    static func writeString(_ value: String, to out: inout String) {
-        out += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                    + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
     }
 }
 
