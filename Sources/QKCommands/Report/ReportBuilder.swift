@@ -36,7 +36,7 @@ final class ReportBuilder {
     let options: ReportOptions
     let directory: URL
     private(set) var summary = ReportSummary()
-    private var searchEntries: [(sigma: Double, entry: JSONValue, bytes: Int)] = []
+    private var searchEntries: [SearchEntry] = []
     private var searchEntriesIndexed = 0
 
     init(catalog: Catalog, options: ReportOptions, directory: URL) {
@@ -217,7 +217,7 @@ final class ReportBuilder {
     /// What one worker wrote.
     private struct WorkerOutput {
         var pages: [(path: String, bytes: Int)] = []
-        var searchEntries: [(sigma: Double, entry: JSONValue, bytes: Int)] = []
+        var searchEntries: [SearchEntry] = []
         var error: Error?
     }
 
@@ -258,8 +258,8 @@ final class ReportBuilder {
                                 let html = page.render(top: options.top, budget: options.pageBudget)
                                 let relative = plan.headPage(checkpoint: unit.checkpoint, layer: first.layer, head: first.head)
                                     ?? "\(plan.slug)/\(plan.checkpointSlugs[unit.checkpoint] ?? "-")/L\(first.layer)H\(first.head).html"
-                                try Self.writeFile(html, to: directory.appendingPathComponent(relative))
-                                output.pages.append((relative, html.utf8.count))
+                                try html.withUnsafeBufferPointer { try Self.writeFile($0, to: directory.appendingPathComponent(relative)) }
+                                output.pages.append((relative, html.count))
                                 output.searchEntries += Self.searchEntries(page)
                                 written += 1
                                 group.removeAll(keepingCapacity: true)
@@ -325,15 +325,20 @@ final class ReportBuilder {
         init(_ buffer: UnsafeMutableBufferPointer<Element>) { self.buffer = buffer }
     }
 
-    /// Writes `text` as UTF-8 (plain `write(2)`: no fsync per page, the report is moved into place as a whole).
+    /// Writes `text` as UTF-8.
     static func writeFile(_ text: String, to url: URL) throws {
+        var text = text
+        try text.withUTF8 { try writeFile($0, to: url) }
+    }
+
+    /// Writes `bytes` (plain `write(2)`: no fsync per page, the report is moved into place as a whole).
+    static func writeFile(_ bytes: UnsafeBufferPointer<UInt8>, to url: URL) throws {
         guard let file = fopen(url.path, "wb") else {
             throw CommandError.failure("cannot write \(url.path): \(String(cString: strerror(errno)))")
         }
-        var text = text
-        let written = text.withUTF8 { fwrite($0.baseAddress, 1, $0.count, file) }
+        let written = bytes.isEmpty ? 0 : fwrite(bytes.baseAddress, 1, bytes.count, file)
         let closed = fclose(file)
-        guard written == text.utf8.count, closed == 0 else {
+        guard written == bytes.count, closed == 0 else {
             throw CommandError.failure("cannot write \(url.path): \(String(cString: strerror(errno)))")
         }
     }
@@ -376,9 +381,24 @@ final class ReportBuilder {
         return result
     }
 
+    /// One component in the search index: its label, top tokens, link, title and source, as the page shows them.
+    struct SearchEntry {
+        var sigma: Double
+        var label: String
+        var text: String
+        var href: String
+        var title: String
+        var source: String
+
+        /// About what the entry adds to the index.
+        var bytes: Int { label.utf8.count + text.utf8.count + href.utf8.count + title.utf8.count + source.utf8.count + 20 }
+
+        var json: JSONValue { .array([.string(HTML.displayToken(label)), .string(text), .string(href), .string(title), .string(source)]) }
+    }
+
     /// The search index's entries for a head page's components.
-    private static func searchEntries(_ page: ReportPages.HeadPage) -> [(sigma: Double, entry: JSONValue, bytes: Int)] {
-        var entries: [(sigma: Double, entry: JSONValue, bytes: Int)] = []
+    private static func searchEntries(_ page: ReportPages.HeadPage) -> [SearchEntry] {
+        var entries: [SearchEntry] = []
         for d in page.decompositions {
             for c in d.components {
                 func tokens(_ side: Side) -> String {
@@ -391,9 +411,7 @@ final class ReportBuilder {
                 let title = HTML.displayToken("L\(d.layer) H\(d.head) · \(d.feature)" + (d.value.map { "=\($0)" } ?? "") + " c\(c.index)")
                 let source = HTML.displayToken("\(page.plan.model.name) @ \(page.checkpoint)")
                 let href = (page.plan.headPage(checkpoint: page.checkpoint, layer: d.layer, head: d.head) ?? "") + "#c\(c.id)"
-                let entry = JSONValue.array([.string(HTML.displayToken(c.label)), .string(text), .string(href), .string(title),
-                                             .string(source)])
-                entries.append((c.sigma, entry, c.label.utf8.count + text.utf8.count + href.utf8.count + title.utf8.count + source.utf8.count + 20))
+                entries.append(SearchEntry(sigma: c.sigma, label: c.label, text: text, href: href, title: title, source: source))
             }
         }
         return entries
@@ -406,7 +424,7 @@ final class ReportBuilder {
         for entry in searchEntries {
             bytes += entry.bytes
             if bytes > options.searchIndexBudget { break }
-            kept.append(entry.entry)
+            kept.append(entry.json)
         }
         searchEntriesIndexed = kept.count
         let json = JSONValue.object([("total", .int(searchEntries.count)), ("entries", .array(kept))]).rendered(pretty: false)
