@@ -308,7 +308,7 @@ package struct JSONParser {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                guard let string = String(validating: slice, as: UTF8.self) else {
+                guard let string = Self.validString(slice) else {
                     throw JSONSyntaxError(message: "invalid UTF-8 in a string at column \(start + 1)")
                 }
                 index += 1
@@ -322,7 +322,7 @@ package struct JSONParser {
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                guard let string = String(validating: utf8, as: UTF8.self) else {
+                guard let string = utf8.withUnsafeBufferPointer(Self.validString) else {
                     throw JSONSyntaxError(message: "invalid UTF-8 in a string at column \(start + 1)")
                 }
                 index += 1
@@ -369,6 +369,17 @@ package struct JSONParser {
             }
         }
         throw error("unterminated string")
+    }
+
+    /// `bytes` as a String, or nil when they are not UTF-8. Decoding repairs each invalid sequence with U+FFFD (itself
+    /// valid), so the text decodes to its own bytes exactly when it is valid: cheaper than the generic validating
+    /// initializer.
+    private static func validString(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        var string = String(decoding: bytes, as: UTF8.self)
+        let unchanged = string.withUTF8 { decoded in
+            decoded.count == bytes.count && (bytes.isEmpty || memcmp(decoded.baseAddress!, bytes.baseAddress!, bytes.count) == 0)
+        }
+        return unchanged ? string : nil
     }
 
     private mutating func parseHex4() throws(JSONSyntaxError) -> UInt32 {
