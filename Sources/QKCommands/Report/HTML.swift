@@ -44,10 +44,11 @@ enum HTML {
 
     /// Printable ASCII without markup characters: what most text is, and what neither function changes.
     private static func isPlain(_ text: String) -> Bool {
-        text.utf8.allSatisfy { byte in
+        func plain(_ byte: UInt8) -> Bool {
             byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "<") && byte != UInt8(ascii: ">")
                 && byte != UInt8(ascii: "&") && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "'")
         }
+        return text.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(plain) } ?? text.utf8.allSatisfy(plain)
     }
 
     /// A token, displayed and escaped.

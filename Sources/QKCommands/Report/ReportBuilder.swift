@@ -169,16 +169,18 @@ final class ReportBuilder {
                     "", filters: SearchFilters(model: plan.model.name, checkpoint: checkpoint.name, feature: options.feature),
                     limit: max(options.top, 1))
             }
-            // Compare pages, consecutive checkpoints.
-            var comparisons: [(from: String, to: String, counts: [ChangeStatus: Int])] = []
-            for (a, b) in zip(plan.checkpoints, plan.checkpoints.dropFirst()) {
-                let rows = CheckpointComparison.compare(stored[a.name] ?? [], stored[b.name] ?? [], thresholds: options.thresholds)
-                let html = ReportPages.comparePage(plan, from: a.name, to: b.name, rows: rows, budget: options.pageBudget)
-                try write(html, to: plan.comparePage(from: a.name, to: b.name))
-                comparisons.append((a.name, b.name, Dictionary(grouping: rows, by: \.change.status).mapValues(\.count)))
-                summary.comparePages += 1
-                done += 1
-                progress(done)
+            // Compare pages, consecutive checkpoints: computed and rendered on a thread of their own while the head
+            // pages are, since neither needs the other.
+            let pairs = zip(plan.checkpoints, plan.checkpoints.dropFirst()).map { (from: $0.name, to: $1.name) }
+            let comparePages = UncheckedBox(ComparePages())
+            let comparing = DispatchGroup()
+            let (thresholds, budget) = (options.thresholds, options.pageBudget)
+            DispatchQueue.global().async(group: comparing) {
+                for pair in pairs {
+                    let rows = CheckpointComparison.compare(stored[pair.from] ?? [], stored[pair.to] ?? [], thresholds: thresholds)
+                    comparePages.value.pages.append((ReportPages.comparePage(plan, from: pair.from, to: pair.to, rows: rows, budget: budget),
+                                                     Dictionary(grouping: rows, by: \.change.status).mapValues(\.count)))
+                }
             }
             // Head pages: every (checkpoint, layer) read and rendered by one of several workers.
             for checkpoint in plan.checkpoints {
@@ -188,8 +190,18 @@ final class ReportBuilder {
             let units = plan.checkpoints.flatMap { checkpoint in
                 Set((plan.heads[checkpoint.name] ?? []).map(\.layer)).sorted().map { HeadPageUnit(checkpoint: checkpoint.name, layer: $0) }
             }
-            try writeHeadPages(plan, units: units, trajectories: trajectories) { count in
+            let headPages = Result { try writeHeadPages(plan, units: units, trajectories: trajectories) { count in
                 done += count
+                progress(done)
+            } }
+            comparing.wait()
+            try headPages.get()
+            var comparisons: [(from: String, to: String, counts: [ChangeStatus: Int])] = []
+            for (pair, (html, counts)) in zip(pairs, comparePages.value.pages) {
+                try write(html, to: plan.comparePage(from: pair.from, to: pair.to))
+                comparisons.append((pair.from, pair.to, counts))
+                summary.comparePages += 1
+                done += 1
                 progress(done)
             }
             for checkpoint in plan.checkpoints {
@@ -254,7 +266,7 @@ final class ReportBuilder {
                                 }
                                 let page = ReportPages.HeadPage(plan: plan, checkpoint: unit.checkpoint, layer: first.layer, head: first.head,
                                                                 kvHead: first.kvHead, decompositions: group,
-                                                                prompts: prompts.filter { cited.contains($0.key) }, trajectories: trajectories)
+                                                                prompts: prompts, trajectories: trajectories)
                                 let html = page.render(top: options.top, budget: options.pageBudget)
                                 let relative = plan.headPage(checkpoint: unit.checkpoint, layer: first.layer, head: first.head)
                                     ?? "\(plan.slug)/\(plan.checkpointSlugs[unit.checkpoint] ?? "-")/L\(first.layer)H\(first.head).html"
@@ -317,6 +329,12 @@ final class ReportBuilder {
     private struct UncheckedBox<Value>: @unchecked Sendable {
         let value: Value
         init(_ value: Value) { self.value = value }
+    }
+
+    /// The compare pages of one model and their rows' counts by status, filled by one thread and read by the builder
+    /// after waiting for it.
+    private final class ComparePages: @unchecked Sendable {
+        var pages: [(html: String, counts: [ChangeStatus: Int])] = []
     }
 
     /// A buffer the workers of one `concurrentPerform` write at distinct indices.
