@@ -417,19 +417,21 @@ final class ReportBuilder {
     /// The search index's entries for a head page's components.
     private static func searchEntries(_ page: ReportPages.HeadPage) -> [SearchEntry] {
         var entries: [SearchEntry] = []
+        let source = HTML.displayToken("\(page.plan.model.name) @ \(page.checkpoint)")
         for d in page.decompositions {
+            // What every component of the decomposition shares (the display of a string is that of its characters).
+            let titlePrefix = HTML.displayToken("L\(d.layer) H\(d.head) · \(d.feature)" + (d.value.map { "=\($0)" } ?? ""))
+            let page = page.plan.headPage(checkpoint: page.checkpoint, layer: d.layer, head: d.head) ?? ""
             for c in d.components {
                 func tokens(_ side: Side) -> String {
-                    c.tokenAggregates(side, .high).prefix(3).map { aggregate in
+                    c.tokenAggregates.lazy.filter { $0.side == side && $0.extreme == .high }.prefix(3).map { aggregate in
                         let shown = HTML.displayToken(aggregate.token)
                         return shown.hasPrefix(" ") ? String(shown.drop { $0 == " " }) : shown
                     }.joined(separator: " ")
                 }
                 let text = "keys " + tokens(.key) + " · queries " + tokens(.query)
-                let title = HTML.displayToken("L\(d.layer) H\(d.head) · \(d.feature)" + (d.value.map { "=\($0)" } ?? "") + " c\(c.index)")
-                let source = HTML.displayToken("\(page.plan.model.name) @ \(page.checkpoint)")
-                let href = (page.plan.headPage(checkpoint: page.checkpoint, layer: d.layer, head: d.head) ?? "") + "#c\(c.id)"
-                entries.append(SearchEntry(sigma: c.sigma, label: c.label, text: text, href: href, title: title, source: source))
+                entries.append(SearchEntry(sigma: c.sigma, label: c.label, text: text, href: page + "#c\(c.id)",
+                                           title: titlePrefix + " c\(c.index)", source: source))
             }
         }
         return entries

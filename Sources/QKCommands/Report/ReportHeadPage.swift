@@ -155,8 +155,8 @@ extension ReportPages {
 
         func appendList(_ c: ComponentRecord, side: Side, extreme: Extreme, examples: Int, maxScore: Double,
                         to html: inout HTMLBuffer) {
-            let shown = c.examples(side, extreme).prefix(examples)
-            let aggregates = c.tokenAggregates(side, extreme).prefix(8)
+            let shown = c.examples.lazy.filter { $0.side == side && $0.extreme == extreme }.prefix(examples)
+            let aggregates = c.tokenAggregates.lazy.filter { $0.side == side && $0.extreme == extreme }.prefix(8)
             guard !shown.isEmpty || !aggregates.isEmpty else { return }
             html += "<div class=\"list\"><h5>"
             html += side == .key ? "Keys " : "Queries "
