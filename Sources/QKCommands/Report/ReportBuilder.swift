@@ -349,16 +349,25 @@ final class ReportBuilder {
         try text.withUTF8 { try writeFile($0, to: url) }
     }
 
-    /// Writes `bytes` (plain `write(2)`: no fsync per page, the report is moved into place as a whole).
+    /// Writes `bytes`: open, one `write(2)` (more only if the kernel takes part of it) and close; no fsync per page,
+    /// the report is moved into place as a whole.
     static func writeFile(_ bytes: UnsafeBufferPointer<UInt8>, to url: URL) throws {
-        guard let file = fopen(url.path, "wb") else {
-            throw CommandError.failure("cannot write \(url.path): \(String(cString: strerror(errno)))")
+        let path = url.path
+        let failure = { CommandError.failure("cannot write \(path): \(String(cString: strerror(errno)))") }
+        let file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard file >= 0 else { throw failure() }
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(file, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                let error = failure()
+                close(file)
+                throw error
+            }
+            offset += written
         }
-        let written = bytes.isEmpty ? 0 : fwrite(bytes.baseAddress, 1, bytes.count, file)
-        let closed = fclose(file)
-        guard written == bytes.count, closed == 0 else {
-            throw CommandError.failure("cannot write \(url.path): \(String(cString: strerror(errno)))")
-        }
+        guard close(file) == 0 else { throw failure() }
     }
 
     /// Every checkpoint's stored subspaces (pooled and per value) within the feature filter.

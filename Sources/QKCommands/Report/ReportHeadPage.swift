@@ -143,7 +143,7 @@ extension ReportPages {
             html += "</div>"
             if let note = c.note { html += "<div class=\"note\">\(HTML.token(note))</div>" }
             // One colour scale per component, so both ends of both sides compare.
-            let maxScore = c.examples.map { abs($0.score) }.max() ?? 0
+            let maxScore = c.examples.reduce(0) { max($0, abs($1.score)) }
             html += "<div class=\"sides\">"
             for side in [Side.key, .query] {
                 for extreme in [Extreme.high, .low] {
@@ -155,49 +155,64 @@ extension ReportPages {
 
         func appendList(_ c: ComponentRecord, side: Side, extreme: Extreme, examples: Int, maxScore: Double,
                         to html: inout HTMLBuffer) {
-            let shown = c.examples.lazy.filter { $0.side == side && $0.extreme == extreme }.prefix(examples)
-            let aggregates = c.tokenAggregates.lazy.filter { $0.side == side && $0.extreme == extreme }.prefix(8)
-            guard !shown.isEmpty || !aggregates.isEmpty else { return }
-            html += "<div class=\"list\"><h5>"
-            html += side == .key ? "Keys " : "Queries "
-            html += extreme == .high ? "▲ highest " : "▼ lowest "
-            html += side == .key ? "v·k</h5>" : "u·q</h5>"
-            if !aggregates.isEmpty {
-                html += "<div class=aggs>"
-                for aggregate in aggregates {
-                    html += "<i><kbd>"
-                    html += HTML.token(aggregate.token)
-                    html += "</kbd><sub>×"
-                    html += String(aggregate.count)
-                    html += " "
-                    html += SVGCharts.number(aggregate.meanScore)
-                    html += "</sub></i> "
+            // The component's lists are read in place (a copy of each example would cost more than writing it).
+            c.examples.withUnsafeBufferPointer { all in
+                c.tokenAggregates.withUnsafeBufferPointer { allAggregates in
+                    var shown = 0, aggregates = 0
+                    for i in all.indices where shown < examples && all[i].side == side && all[i].extreme == extreme { shown += 1 }
+                    for i in allAggregates.indices
+                    where aggregates < 8 && allAggregates[i].side == side && allAggregates[i].extreme == extreme {
+                        aggregates += 1
+                    }
+                    guard shown > 0 || aggregates > 0 else { return }
+                    html += "<div class=\"list\"><h5>"
+                    html += side == .key ? "Keys " : "Queries "
+                    html += extreme == .high ? "▲ highest " : "▼ lowest "
+                    html += side == .key ? "v·k</h5>" : "u·q</h5>"
+                    if aggregates > 0 {
+                        html += "<div class=aggs>"
+                        var written = 0
+                        for i in allAggregates.indices
+                        where written < aggregates && allAggregates[i].side == side && allAggregates[i].extreme == extreme {
+                            html += "<i><kbd>"
+                            html += HTML.token(allAggregates[i].token)
+                            html += "</kbd><sub>×"
+                            html += String(allAggregates[i].count)
+                            html += " "
+                            html += SVGCharts.number(allAggregates[i].meanScore)
+                            html += "</sub></i> "
+                            written += 1
+                        }
+                        html += "</div>"
+                    }
+                    html += "<table class=ex>"
+                    var row = 0
+                    for i in all.indices where row < shown && all[i].side == side && all[i].extreme == extreme {
+                        if row == Self.visibleExamples {
+                            html += "</table><details><summary>\(shown - row) more</summary><table class=ex>"
+                        }
+                        let score = all[i].score
+                        let prompt = prompts[all[i].promptRowID]
+                        html += "<tr><td>"
+                        html += SVGCharts.number(score)
+                        html += "<td>"
+                        html += prompt?.id ?? HTML.escape(all[i].promptID)
+                        html += "<td>"
+                        if let prompt {
+                            Self.appendContext(prompt, position: all[i].position, score: score, maxScore: maxScore, to: &html)
+                        } else {
+                            html += "<mark class="
+                            html += Self.scoreClass(score, maxScore)
+                            html += ">"
+                            html += HTML.token(all[i].token)
+                            html += "</mark>"
+                        }
+                        html += "</tr>"
+                        row += 1
+                    }
+                    html += shown > Self.visibleExamples ? "</table></details></div>" : "</table></div>"
                 }
-                html += "</div>"
             }
-            html += "<table class=ex>"
-            for (i, example) in shown.enumerated() {
-                if i == Self.visibleExamples {
-                    html += "</table><details><summary>\(shown.count - i) more</summary><table class=ex>"
-                }
-                let prompt = prompts[example.promptRowID]
-                html += "<tr><td>"
-                html += SVGCharts.number(example.score)
-                html += "<td>"
-                html += prompt?.id ?? HTML.escape(example.promptID)
-                html += "<td>"
-                if let prompt {
-                    Self.appendContext(prompt, position: example.position, score: example.score, maxScore: maxScore, to: &html)
-                } else {
-                    html += "<mark class="
-                    html += Self.scoreClass(example.score, maxScore)
-                    html += ">"
-                    html += HTML.token(example.token)
-                    html += "</mark>"
-                }
-                html += "</tr>"
-            }
-            html += shown.count > Self.visibleExamples ? "</table></details></div>" : "</table></div>"
         }
 
         /// The colour class of a score: `p1`…`p5` (positive) or `n1`…`n5`, by its share of the largest magnitude.
