@@ -519,6 +519,26 @@ struct CaptureJSONTests {
         #expect(throws: JSONSyntaxError(message: "number 1e999 out of range at column 1")) {
             try read("1e999") { (parser) throws(JSONSyntaxError) in try parser.readNumber() }
         }
+        #expect(try read("-0.0") { (parser) throws(JSONSyntaxError) in try parser.readNumber() }.sign == .minus)
+    }
+
+    @Test("numbers read bit for bit as Swift reads them, in the forms the writers use")
+    func numbersRoundTrip() throws {
+        var generator = SystemRandomNumberGenerator()
+        var values: [Double] = [0.1, 0.3, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 9007199254740993,
+                                4.668299932195239, -5.3699408766109835, 1e22, 1e23, 123456789e-30]
+        for _ in 0..<3000 {
+            values.append(Double.random(in: -10...10, using: &generator))
+            values.append(Double(Float.random(in: -1000...1000, using: &generator)))
+            let bits = Double(bitPattern: generator.next())
+            if bits.isFinite { values.append(bits) }
+        }
+        for value in values {
+            for text in [value.description, String(format: "%.17g", value), String(format: "%.6e", value), String(format: "%.3f", value)] {
+                let read = try read(text) { (parser) throws(JSONSyntaxError) in try parser.readNumber() }
+                #expect(read.bitPattern == Double(text)!.bitPattern, "\(text)")
+            }
+        }
         #expect(throws: JSONSyntaxError(message: "expected an integer at column 1")) {
             try read("2.0") { (parser) throws(JSONSyntaxError) in try parser.readInteger() }
         }

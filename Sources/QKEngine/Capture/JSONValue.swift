@@ -303,12 +303,13 @@ package struct JSONParser {
     private mutating func parseString() throws(JSONSyntaxError) -> String {
         index += 1  // opening quote
         let start = index
-        // Fast path: no escapes.
+        // Fast path: no escapes (and, for ASCII, nothing to validate).
+        var anyNonASCII: UInt8 = 0
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                guard let string = Self.validString(slice) else {
+                guard let string = anyNonASCII < 0x80 ? String(decoding: slice, as: UTF8.self) : Self.validString(slice) else {
                     throw JSONSyntaxError(message: "invalid UTF-8 in a string at column \(start + 1)")
                 }
                 index += 1
@@ -316,6 +317,7 @@ package struct JSONParser {
             }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("unescaped control character in a string") }
+            anyNonASCII |= byte
             index += 1
         }
         var utf8 = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))
@@ -458,6 +460,7 @@ package struct JSONParser {
     /// The scanned number from `start` to here as the nearest Double (strtod, correctly rounded, on a NUL-terminated
     /// copy; Swift's own conversion if strtod reads the text differently, as under a locale with another decimal mark).
     private func doubleValue(_ start: Int) throws(JSONSyntaxError) -> Double {
+        if let value = exactDouble(start) { return value }
         let count = index - start
         let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
         let parsed: Double? = withUnsafeTemporaryAllocation(of: CChar.self, capacity: count + 1) { buffer in
@@ -475,6 +478,59 @@ package struct JSONParser {
             throw JSONSyntaxError(message: "number \(text()) out of range at column \(start + 1)")
         }
         return value
+    }
+
+    /// Powers of ten that are exact doubles.
+    private static let exactPowersOfTen: [Double] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ]
+
+    /// The scanned number when a single operation on exact doubles gives it (Clinger's fast path): digits that fit
+    /// 2^53 times or over a power of ten up to 10^22, each operand exact, so the one rounding is the correct one,
+    /// the same as strtod's. Nil otherwise (more digits, a larger exponent).
+    private func exactDouble(_ start: Int) -> Double? {
+        var position = start
+        let negative = bytes[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        var mantissa: UInt64 = 0, digits = 0, exponent = 0
+        var fraction = false
+        while position < index {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: ".") {
+                fraction = true
+            } else if isDigit(byte) {
+                if mantissa > 0 || byte != UInt8(ascii: "0") { digits += 1 }
+                guard digits <= 17 else { return nil }
+                mantissa = mantissa * 10 + UInt64(byte - UInt8(ascii: "0"))
+                if fraction { exponent -= 1 }
+            } else {
+                break   // e or E
+            }
+            position += 1
+        }
+        if position < index {
+            position += 1
+            var sign = 1
+            if bytes[position] == UInt8(ascii: "-") || bytes[position] == UInt8(ascii: "+") {
+                if bytes[position] == UInt8(ascii: "-") { sign = -1 }
+                position += 1
+            }
+            guard index - position <= 4 else { return nil }
+            var written = 0
+            while position < index {
+                written = written * 10 + Int(bytes[position] - UInt8(ascii: "0"))
+                position += 1
+            }
+            exponent += sign * written
+        }
+        guard mantissa <= 1 << 53 else { return nil }
+        var value = Double(mantissa)
+        if mantissa != 0 {
+            guard exponent >= -22, exponent <= 22 else { return nil }
+            value = exponent < 0 ? value / Self.exactPowersOfTen[-exponent] : value * Self.exactPowersOfTen[exponent]
+        }
+        return negative ? -value : value
     }
 
     private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
