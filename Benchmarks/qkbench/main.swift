@@ -9,6 +9,7 @@
 //   qkbench ingest-store DIR [--per-value] the store phase of ingest against the engine
 //   qkbench compare-match DIR              `qkcat compare --match` over 2 x 32 x 32 heads
 //   qkbench similar DIR [--components N]   `qkcat similar` over a catalog of N components
+//   qkbench report DIR [--repeat N] [--no-settle]   `qkcat report` of a 3 × 32 × 32 catalog
 //
 // Each measurement runs in its own process so that peak RSS is that step's alone.
 import Foundation
@@ -121,7 +122,8 @@ do {
     case "ingest-store":    // DIR holding (or receiving) the 2000-prompt synthetic capture
         emit(try ingestStoreBenchmark(directory: arguments[1], perValue: arguments.contains("--per-value")))
     case "report":          // DIR holding (or receiving) the 3 × 32 × 32 synthetic catalog and the site
-        emit(try reportBenchmark(directory: URL(fileURLWithPath: arguments[1])))
+        emit(try reportBenchmark(directory: URL(fileURLWithPath: arguments[1]), repetitions: option("repeat", arguments, default: 3),
+                                 settle: !arguments.contains("--no-settle")))
     case "svd":
         let results = svdBenchmark()
         emit(["step": "svd", "median_ms": Dictionary(uniqueKeysWithValues: results.map { (String($0.size), $0.medianMilliseconds) })])

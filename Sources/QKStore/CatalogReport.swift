@@ -75,193 +75,79 @@ extension Catalog {
 }
 
 /// Decodes the two JSON texts of `component_examples` — `{"key": {"high": [[prompt row, position, token, score], …],
-/// "low": […]}, "query": {…}}` and the same with `[token, count, mean score]` — as ingest's `CompactJSONWriter`
-/// writes them (any valid JSON of that shape is read).
+/// "low": […]}, "query": {…}}` and the same with `[token, count, mean score]` — with the engine's JSON reader, as
+/// SQLite reads them (the ±1e999 that ingest's `CompactJSONWriter` writes for infinite scores read as ±infinity).
 enum ExamplesJSON {
     struct Failure: Error { var message: String }
 
     static func examples(_ text: String) throws(Failure) -> [StoredExample] {
-        var result: [StoredExample] = []
-        try walk(text) { (side: Side, extreme: Extreme, rank: Int, item: [Item]) throws(Failure) in
-            guard item.count == 4, case .number(let row) = item[0], case .number(let position) = item[1],
-                  case .string(let token) = item[2], case .number(let score) = item[3] else {
-                throw Failure(message: "an example is not [prompt, position, token, score]")
+        var lists = [[StoredExample]](repeating: [], count: 4)
+        try walk(text) { (side, extreme, rank, parser) throws(JSONSyntaxError) in
+            var row = 0, position = 0, token = "", score = 0.0, fields = 0
+            try parser.readArray { (field, parser) throws(JSONSyntaxError) in
+                switch field {
+                case 0: row = try parser.readInteger()
+                case 1: position = try parser.readInteger()
+                case 2: token = try parser.readString()
+                case 3: score = try parser.readNumber()
+                default: throw JSONSyntaxError(message: "an example is not [prompt, position, token, score]")
+                }
+                fields += 1
             }
-            result.append(StoredExample(side: side, extreme: extreme, rank: rank, promptRowID: Int64(row), promptID: "",
-                                        position: Int(position), token: token, score: score))
+            guard fields == 4 else { throw JSONSyntaxError(message: "an example is not [prompt, position, token, score]") }
+            lists[order(side, extreme)].append(StoredExample(
+                side: side, extreme: extreme, rank: rank, promptRowID: Int64(row), promptID: "", position: position,
+                token: token, score: score))
         }
-        return result
+        return Array(lists.joined())
     }
 
     static func aggregates(_ text: String) throws(Failure) -> [StoredTokenAggregate] {
-        var result: [StoredTokenAggregate] = []
-        try walk(text) { (side: Side, extreme: Extreme, rank: Int, item: [Item]) throws(Failure) in
-            guard item.count == 3, case .string(let token) = item[0], case .number(let count) = item[1],
-                  case .number(let mean) = item[2] else {
-                throw Failure(message: "a token aggregate is not [token, count, mean]")
+        var lists = [[StoredTokenAggregate]](repeating: [], count: 4)
+        try walk(text) { (side, extreme, rank, parser) throws(JSONSyntaxError) in
+            var token = "", count = 0, mean = 0.0, fields = 0
+            try parser.readArray { (field, parser) throws(JSONSyntaxError) in
+                switch field {
+                case 0: token = try parser.readString()
+                case 1: count = try parser.readInteger()
+                case 2: mean = try parser.readNumber()
+                default: throw JSONSyntaxError(message: "a token aggregate is not [token, count, mean]")
+                }
+                fields += 1
             }
-            result.append(StoredTokenAggregate(side: side, extreme: extreme, rank: rank, token: token, count: Int(count),
-                                               meanScore: mean))
+            guard fields == 3 else { throw JSONSyntaxError(message: "a token aggregate is not [token, count, mean]") }
+            lists[order(side, extreme)].append(StoredTokenAggregate(
+                side: side, extreme: extreme, rank: rank, token: token, count: count, meanScore: mean))
         }
-        return result
+        return Array(lists.joined())
     }
 
-    enum Item { case number(Double), string(String) }
+    /// The loader's views give query before key, high before low.
+    private static func order(_ side: Side, _ extreme: Extreme) -> Int { (side == .key ? 2 : 0) + (extreme == .low ? 1 : 0) }
 
-    /// Calls `visit` for every item, sides and ends in the order the loader's views give (query before key, high
-    /// before low), each list in rank order.
-    private static func walk(_ text: String, _ visit: (Side, Extreme, Int, [Item]) throws(Failure) -> Void) throws(Failure) {
-        var lists: [(side: Side, extreme: Extreme, items: [[Item]])] = []
+    /// Calls `item` with the parser at the start of every item of every list, each list in rank order.
+    private static func walk(_ text: String, _ item: (Side, Extreme, Int, inout JSONParser) throws(JSONSyntaxError) -> Void)
+        throws(Failure)
+    {
         var text = text
-        do {
-            try text.withUTF8 { (bytes: UnsafeBufferPointer<UInt8>) throws in
-                var parser = Parser(bytes: bytes)
-                try parser.object { (sideName: String, parser: inout Parser) throws(Failure) in
-                    guard let side = Side(rawValue: sideName) else { throw Failure(message: "unknown side '\(sideName)'") }
-                    try parser.object { (extremeName: String, parser: inout Parser) throws(Failure) in
-                        guard let extreme = Extreme(rawValue: extremeName) else { throw Failure(message: "unknown end '\(extremeName)'") }
-                        var items: [[Item]] = []
-                        try parser.array { (parser: inout Parser) throws(Failure) in
-                            var item: [Item] = []
-                            try parser.array { (parser: inout Parser) throws(Failure) in item.append(try parser.scalar()) }
-                            items.append(item)
+        let failure = text.withUTF8 { (bytes: UnsafeBufferPointer<UInt8>) -> JSONSyntaxError? in
+            var parser = JSONParser(bytes: bytes, infiniteNumbers: true)
+            do throws(JSONSyntaxError) {
+                try parser.readObject { (sideName, parser) throws(JSONSyntaxError) in
+                    guard let side = Side(rawValue: sideName) else { throw JSONSyntaxError(message: "unknown side '\(sideName)'") }
+                    try parser.readObject { (extremeName, parser) throws(JSONSyntaxError) in
+                        guard let extreme = Extreme(rawValue: extremeName) else {
+                            throw JSONSyntaxError(message: "unknown end '\(extremeName)'")
                         }
-                        lists.append((side, extreme, items))
+                        try parser.readArray { (rank, parser) throws(JSONSyntaxError) in try item(side, extreme, rank, &parser) }
                     }
                 }
-                parser.skipSpace()
-                guard parser.offset == bytes.count else { throw Failure(message: "text after the object") }
-            }
-        } catch let failure as Failure {
-            throw failure
-        } catch {
-            throw Failure(message: "\(error)")
-        }
-        lists.sort { ($0.side == .key ? 1 : 0, $0.extreme == .low ? 1 : 0) < ($1.side == .key ? 1 : 0, $1.extreme == .low ? 1 : 0) }
-        for list in lists {
-            for (rank, item) in list.items.enumerated() { try visit(list.side, list.extreme, rank, item) }
-        }
-    }
-
-    /// A byte-level reader of the JSON subset above: objects, arrays, strings (every escape), numbers.
-    struct Parser {
-        let bytes: UnsafeBufferPointer<UInt8>
-        var offset = 0
-
-        mutating func skipSpace() {
-            while offset < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[offset]) { offset += 1 }
-        }
-
-        mutating func expect(_ byte: UInt8) throws(Failure) {
-            skipSpace()
-            guard offset < bytes.count, bytes[offset] == byte else {
-                throw Failure(message: "expected '\(Character(Unicode.Scalar(byte)))' at byte \(offset)")
-            }
-            offset += 1
-        }
-
-        /// True (and consumed) when the next byte is `byte`.
-        mutating func take(_ byte: UInt8) -> Bool {
-            skipSpace()
-            guard offset < bytes.count, bytes[offset] == byte else { return false }
-            offset += 1
-            return true
-        }
-
-        mutating func object(_ member: (String, inout Parser) throws(Failure) -> Void) throws(Failure) {
-            try expect(UInt8(ascii: "{"))
-            if take(UInt8(ascii: "}")) { return }
-            repeat {
-                skipSpace()
-                let key = try string()
-                try expect(UInt8(ascii: ":"))
-                try member(key, &self)
-            } while take(UInt8(ascii: ","))
-            try expect(UInt8(ascii: "}"))
-        }
-
-        mutating func array(_ element: (inout Parser) throws(Failure) -> Void) throws(Failure) {
-            try expect(UInt8(ascii: "["))
-            if take(UInt8(ascii: "]")) { return }
-            repeat { try element(&self) } while take(UInt8(ascii: ","))
-            try expect(UInt8(ascii: "]"))
-        }
-
-        mutating func scalar() throws(Failure) -> Item {
-            skipSpace()
-            guard offset < bytes.count else { throw Failure(message: "unexpected end") }
-            return bytes[offset] == UInt8(ascii: "\"") ? .string(try string()) : .number(try number())
-        }
-
-        mutating func number() throws(Failure) -> Double {
-            let start = offset
-            while offset < bytes.count, Self.isNumberByte(bytes[offset]) { offset += 1 }
-            // A delimiter always follows a number inside the object, so strtod stops within the buffer. It reads the
-            // writer's ±1e999 as ±infinity, as SQLite does.
-            guard offset > start, offset < bytes.count, let base = bytes.baseAddress else {
-                throw Failure(message: "bad number at byte \(start)")
-            }
-            var end: UnsafeMutablePointer<CChar>?
-            let value = UnsafeRawPointer(base + start).withMemoryRebound(to: CChar.self, capacity: offset - start) { strtod($0, &end) }
-            let consumed = end.map { UnsafeRawPointer($0) - UnsafeRawPointer(base + start) } ?? -1
-            guard consumed == offset - start else {
-                throw Failure(message: "bad number at byte \(start)")
-            }
-            return value
-        }
-
-        private static func isNumberByte(_ byte: UInt8) -> Bool {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."),
-                 UInt8(ascii: "e"), UInt8(ascii: "E"): true
-            default: false
+                try parser.readEnd()
+                return nil
+            } catch {
+                return error
             }
         }
-
-        mutating func string() throws(Failure) -> String {
-            try expect(UInt8(ascii: "\""))
-            var output: [UInt8] = []
-            var start = offset
-            while offset < bytes.count {
-                let byte = bytes[offset]
-                if byte == UInt8(ascii: "\"") {
-                    output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<offset]))
-                    offset += 1
-                    return String(decoding: output, as: UTF8.self)
-                }
-                guard byte == UInt8(ascii: "\\") else { offset += 1; continue }
-                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<offset]))
-                guard offset + 1 < bytes.count else { break }
-                let escaped = bytes[offset + 1]
-                offset += 2
-                switch escaped {
-                case UInt8(ascii: "n"): output.append(0x0A)
-                case UInt8(ascii: "t"): output.append(0x09)
-                case UInt8(ascii: "r"): output.append(0x0D)
-                case UInt8(ascii: "b"): output.append(0x08)
-                case UInt8(ascii: "f"): output.append(0x0C)
-                case UInt8(ascii: "u"):
-                    var scalar = try hex4()
-                    if (0xD800..<0xDC00).contains(scalar), offset + 1 < bytes.count, bytes[offset] == UInt8(ascii: "\\"),
-                       bytes[offset + 1] == UInt8(ascii: "u") {
-                        offset += 2
-                        let low = try hex4()
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    output.append(contentsOf: Array(String(Unicode.Scalar(scalar).map(Character.init) ?? "\u{FFFD}").utf8))
-                default: output.append(escaped)   // \" \\ \/
-                }
-                start = offset
-            }
-            throw Failure(message: "unterminated string")
-        }
-
-        private mutating func hex4() throws(Failure) -> UInt32 {
-            guard offset + 4 <= bytes.count,
-                  let value = UInt32(String(decoding: UnsafeBufferPointer(rebasing: bytes[offset..<offset + 4]), as: UTF8.self), radix: 16)
-            else { throw Failure(message: "bad \\u escape at byte \(offset)") }
-            offset += 4
-            return value
-        }
+        if let failure { throw Failure(message: failure.message) }
     }
 }

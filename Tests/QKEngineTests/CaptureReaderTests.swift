@@ -468,9 +468,88 @@ struct CaptureJSONTests {
     }
 
     @Test("invalid UTF-8 inside a string is refused")
-    func invalidUTF8() {
+    func invalidUTF8() throws {
         #expect(throws: JSONSyntaxError(message: "invalid UTF-8 in a string at column 2")) {
             try JSONParser.parse([0x22, 0xC3, 0x28, 0x22])
+        }
+        // A truncated 4-byte sequence (decoded as one U+FFFD of the same length), with and without an escape after it.
+        #expect(throws: JSONSyntaxError(message: "invalid UTF-8 in a string at column 2")) {
+            try JSONParser.parse([0x22, 0xF0, 0x9F, 0x98, 0x61, 0x22])
+        }
+        #expect(throws: JSONSyntaxError(message: "invalid UTF-8 in a string at column 2")) {
+            try JSONParser.parse([0x22, 0xF0, 0x9F, 0x98, 0x5C, 0x6E, 0x22])
+        }
+        #expect(try JSONParser.parse(Array(#""\ufffd é 😀""#.utf8)) == .string("\u{FFFD} é 😀"))
+    }
+
+    /// Reads `text` with `body`, then checks that nothing follows.
+    private func read<T>(_ text: String, infiniteNumbers: Bool = false,
+                         _ body: (inout JSONParser) throws(JSONSyntaxError) -> T) throws(JSONSyntaxError) -> T {
+        let bytes = Array(text.utf8)
+        return try bytes.withUnsafeBufferPointer { buffer throws(JSONSyntaxError) in
+            var parser = JSONParser(bytes: buffer, infiniteNumbers: infiniteNumbers)
+            let value = try body(&parser)
+            try parser.readEnd()
+            return value
+        }
+    }
+
+    @Test("the readers pull a known shape: members in order, positions, integers, numbers, infinities on request")
+    func readers() throws {
+        var members: [String] = []
+        var items: [(Int, Int, Double)] = []
+        try read(#" {"b": [[1, 2.5], [-3, 1e999]], "a": []} "#, infiniteNumbers: true) { (parser) throws(JSONSyntaxError) in
+            try parser.readObject { (key, parser) throws(JSONSyntaxError) in
+                members.append(key)
+                try parser.readArray { (position, parser) throws(JSONSyntaxError) in
+                    var pair: (Int, Double) = (0, 0)
+                    try parser.readArray { (field, parser) throws(JSONSyntaxError) in
+                        if field == 0 { pair.0 = try parser.readInteger() } else { pair.1 = try parser.readNumber() }
+                    }
+                    items.append((position, pair.0, pair.1))
+                }
+            }
+        }
+        #expect(members == ["b", "a"])
+        #expect(items.map(\.0) == [0, 1] && items.map(\.1) == [1, -3] && items.map(\.2) == [2.5, .infinity])
+        #expect(try read(" -1e999 ", infiniteNumbers: true) { (parser) throws(JSONSyntaxError) in try parser.readNumber() } == -.infinity)
+        #expect(try read("123456789012345678") { (parser) throws(JSONSyntaxError) in try parser.readInteger() } == 123456789012345678)
+        #expect(try read("-9223372036854775808") { (parser) throws(JSONSyntaxError) in try parser.readInteger() } == .min)
+        #expect(try read(#""a\"b""#) { (parser) throws(JSONSyntaxError) in try parser.readString() } == "a\"b")
+        #expect(throws: JSONSyntaxError(message: "number 1e999 out of range at column 1")) {
+            try read("1e999") { (parser) throws(JSONSyntaxError) in try parser.readNumber() }
+        }
+        #expect(try read("-0.0") { (parser) throws(JSONSyntaxError) in try parser.readNumber() }.sign == .minus)
+    }
+
+    @Test("numbers read bit for bit as Swift reads them, in the forms the writers use")
+    func numbersRoundTrip() throws {
+        var generator = SystemRandomNumberGenerator()
+        var values: [Double] = [0.1, 0.3, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 9007199254740993,
+                                4.668299932195239, -5.3699408766109835, 1e22, 1e23, 123456789e-30]
+        for _ in 0..<3000 {
+            values.append(Double.random(in: -10...10, using: &generator))
+            values.append(Double(Float.random(in: -1000...1000, using: &generator)))
+            let bits = Double(bitPattern: generator.next())
+            if bits.isFinite { values.append(bits) }
+        }
+        for value in values {
+            for text in [value.description, String(format: "%.17g", value), String(format: "%.6e", value), String(format: "%.3f", value)] {
+                let read = try read(text) { (parser) throws(JSONSyntaxError) in try parser.readNumber() }
+                #expect(read.bitPattern == Double(text)!.bitPattern, "\(text)")
+            }
+        }
+        #expect(throws: JSONSyntaxError(message: "expected an integer at column 1")) {
+            try read("2.0") { (parser) throws(JSONSyntaxError) in try parser.readInteger() }
+        }
+        #expect(throws: JSONSyntaxError(message: "expected an integer at column 1")) {
+            try read("9223372036854775808") { (parser) throws(JSONSyntaxError) in try parser.readInteger() }
+        }
+        #expect(throws: JSONSyntaxError(message: "expected an object, found character '[' at column 2")) {
+            try read(" []") { (parser) throws(JSONSyntaxError) in try parser.readObject { (_, _) throws(JSONSyntaxError) in } }
+        }
+        #expect(throws: JSONSyntaxError(message: "unexpected character 'x' after the value at column 4")) {
+            try read("[] x") { (parser) throws(JSONSyntaxError) in try parser.readArray { (_, _) throws(JSONSyntaxError) in } }
         }
     }
 }

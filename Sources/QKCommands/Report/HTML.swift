@@ -44,10 +44,11 @@ enum HTML {
 
     /// Printable ASCII without markup characters: what most text is, and what neither function changes.
     private static func isPlain(_ text: String) -> Bool {
-        text.utf8.allSatisfy { byte in
+        func plain(_ byte: UInt8) -> Bool {
             byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "<") && byte != UInt8(ascii: ">")
                 && byte != UInt8(ascii: "&") && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "'")
         }
+        return text.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(plain) } ?? text.utf8.allSatisfy(plain)
     }
 
     /// A token, displayed and escaped.
@@ -69,6 +70,11 @@ enum HTML {
     /// from the page to the report's top folder ("" or "../../").
     static func page(title: String, root: String, breadcrumbs: [(String, String?)], body: String,
                      scripts: [String] = []) -> String {
+        pageStart(title: title, root: root, breadcrumbs: breadcrumbs) + body + pageEnd(root: root, scripts: scripts)
+    }
+
+    /// What `page` writes before the body.
+    static func pageStart(title: String, root: String, breadcrumbs: [(String, String?)]) -> String {
         var html = """
             <!doctype html>
             <html lang="en"><head><meta charset="utf-8">
@@ -82,11 +88,36 @@ enum HTML {
         html += breadcrumbs.map { text, href in
             href.map { "<a href=\"\(escape($0))\">\(escape(text))</a>" } ?? "<span>\(escape(text))</span>"
         }.joined(separator: " <span class=\"sep\">/</span> ")
-        html += "</nav>\n<main>\n" + body + "\n</main>\n"
+        return html + "</nav>\n<main>\n"
+    }
+
+    /// What `page` writes after the body.
+    static func pageEnd(root: String, scripts: [String] = []) -> String {
+        var html = "\n</main>\n"
         html += "<footer>qkcat report · contrastive QK decomposition (Lee, Belinkov, Viégas, Wattenberg, 2026)</footer>\n"
         for script in scripts { html += "<script src=\"\(root)assets/\(script)\"></script>\n" }
         html += "<script src=\"\(root)assets/report.js\"></script>\n</body></html>\n"
         return html
+    }
+}
+
+/// A page written as UTF-8 bytes in place. Head pages, the bulk of a report, are built this way: appending to a
+/// byte array costs a copy, growing a String piece by piece costs several checks per piece as well.
+struct HTMLBuffer {
+    private(set) var bytes: [UInt8] = []
+
+    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+
+    var count: Int { bytes.count }
+
+    static func += (buffer: inout HTMLBuffer, text: String) {
+        if text.utf8.withContiguousStorageIfAvailable({ buffer.bytes.append(contentsOf: $0) }) == nil {
+            buffer.bytes.append(contentsOf: text.utf8)
+        }
+    }
+
+    static func += (buffer: inout HTMLBuffer, bytes: ArraySlice<UInt8>) {
+        buffer.bytes.append(contentsOf: bytes)
     }
 }
 

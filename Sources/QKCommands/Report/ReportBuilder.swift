@@ -36,7 +36,7 @@ final class ReportBuilder {
     let options: ReportOptions
     let directory: URL
     private(set) var summary = ReportSummary()
-    private var searchEntries: [(sigma: Double, entry: JSONValue, bytes: Int)] = []
+    private var searchEntries: [SearchEntry] = []
     private var searchEntriesIndexed = 0
 
     init(catalog: Catalog, options: ReportOptions, directory: URL) {
@@ -169,16 +169,18 @@ final class ReportBuilder {
                     "", filters: SearchFilters(model: plan.model.name, checkpoint: checkpoint.name, feature: options.feature),
                     limit: max(options.top, 1))
             }
-            // Compare pages, consecutive checkpoints.
-            var comparisons: [(from: String, to: String, counts: [ChangeStatus: Int])] = []
-            for (a, b) in zip(plan.checkpoints, plan.checkpoints.dropFirst()) {
-                let rows = CheckpointComparison.compare(stored[a.name] ?? [], stored[b.name] ?? [], thresholds: options.thresholds)
-                let html = ReportPages.comparePage(plan, from: a.name, to: b.name, rows: rows, budget: options.pageBudget)
-                try write(html, to: plan.comparePage(from: a.name, to: b.name))
-                comparisons.append((a.name, b.name, Dictionary(grouping: rows, by: \.change.status).mapValues(\.count)))
-                summary.comparePages += 1
-                done += 1
-                progress(done)
+            // Compare pages, consecutive checkpoints: computed and rendered on a thread of their own while the head
+            // pages are, since neither needs the other.
+            let pairs = zip(plan.checkpoints, plan.checkpoints.dropFirst()).map { (from: $0.name, to: $1.name) }
+            let comparePages = UncheckedBox(ComparePages())
+            let comparing = DispatchGroup()
+            let (thresholds, budget) = (options.thresholds, options.pageBudget)
+            DispatchQueue.global().async(group: comparing) {
+                for pair in pairs {
+                    let rows = CheckpointComparison.compare(stored[pair.from] ?? [], stored[pair.to] ?? [], thresholds: thresholds)
+                    comparePages.value.pages.append((ReportPages.comparePage(plan, from: pair.from, to: pair.to, rows: rows, budget: budget),
+                                                     Dictionary(grouping: rows, by: \.change.status).mapValues(\.count)))
+                }
             }
             // Head pages: every (checkpoint, layer) read and rendered by one of several workers.
             for checkpoint in plan.checkpoints {
@@ -188,8 +190,18 @@ final class ReportBuilder {
             let units = plan.checkpoints.flatMap { checkpoint in
                 Set((plan.heads[checkpoint.name] ?? []).map(\.layer)).sorted().map { HeadPageUnit(checkpoint: checkpoint.name, layer: $0) }
             }
-            try writeHeadPages(plan, units: units, trajectories: trajectories) { count in
+            let headPages = Result { try writeHeadPages(plan, units: units, trajectories: trajectories) { count in
                 done += count
+                progress(done)
+            } }
+            comparing.wait()
+            try headPages.get()
+            var comparisons: [(from: String, to: String, counts: [ChangeStatus: Int])] = []
+            for (pair, (html, counts)) in zip(pairs, comparePages.value.pages) {
+                try write(html, to: plan.comparePage(from: pair.from, to: pair.to))
+                comparisons.append((pair.from, pair.to, counts))
+                summary.comparePages += 1
+                done += 1
                 progress(done)
             }
             for checkpoint in plan.checkpoints {
@@ -217,7 +229,7 @@ final class ReportBuilder {
     /// What one worker wrote.
     private struct WorkerOutput {
         var pages: [(path: String, bytes: Int)] = []
-        var searchEntries: [(sigma: Double, entry: JSONValue, bytes: Int)] = []
+        var searchEntries: [SearchEntry] = []
         var error: Error?
     }
 
@@ -254,12 +266,12 @@ final class ReportBuilder {
                                 }
                                 let page = ReportPages.HeadPage(plan: plan, checkpoint: unit.checkpoint, layer: first.layer, head: first.head,
                                                                 kvHead: first.kvHead, decompositions: group,
-                                                                prompts: prompts.filter { cited.contains($0.key) }, trajectories: trajectories)
+                                                                prompts: prompts, trajectories: trajectories)
                                 let html = page.render(top: options.top, budget: options.pageBudget)
                                 let relative = plan.headPage(checkpoint: unit.checkpoint, layer: first.layer, head: first.head)
                                     ?? "\(plan.slug)/\(plan.checkpointSlugs[unit.checkpoint] ?? "-")/L\(first.layer)H\(first.head).html"
-                                try Self.writeFile(html, to: directory.appendingPathComponent(relative))
-                                output.pages.append((relative, html.utf8.count))
+                                try html.withUnsafeBufferPointer { try Self.writeFile($0, to: directory.appendingPathComponent(relative)) }
+                                output.pages.append((relative, html.count))
                                 output.searchEntries += Self.searchEntries(page)
                                 written += 1
                                 group.removeAll(keepingCapacity: true)
@@ -319,23 +331,43 @@ final class ReportBuilder {
         init(_ value: Value) { self.value = value }
     }
 
+    /// The compare pages of one model and their rows' counts by status, filled by one thread and read by the builder
+    /// after waiting for it.
+    private final class ComparePages: @unchecked Sendable {
+        var pages: [(html: String, counts: [ChangeStatus: Int])] = []
+    }
+
     /// A buffer the workers of one `concurrentPerform` write at distinct indices.
     private struct UncheckedBuffer<Element>: @unchecked Sendable {
         let buffer: UnsafeMutableBufferPointer<Element>
         init(_ buffer: UnsafeMutableBufferPointer<Element>) { self.buffer = buffer }
     }
 
-    /// Writes `text` as UTF-8 (plain `write(2)`: no fsync per page, the report is moved into place as a whole).
+    /// Writes `text` as UTF-8.
     static func writeFile(_ text: String, to url: URL) throws {
-        guard let file = fopen(url.path, "wb") else {
-            throw CommandError.failure("cannot write \(url.path): \(String(cString: strerror(errno)))")
-        }
         var text = text
-        let written = text.withUTF8 { fwrite($0.baseAddress, 1, $0.count, file) }
-        let closed = fclose(file)
-        guard written == text.utf8.count, closed == 0 else {
-            throw CommandError.failure("cannot write \(url.path): \(String(cString: strerror(errno)))")
+        try text.withUTF8 { try writeFile($0, to: url) }
+    }
+
+    /// Writes `bytes`: open, one `write(2)` (more only if the kernel takes part of it) and close; no fsync per page,
+    /// the report is moved into place as a whole.
+    static func writeFile(_ bytes: UnsafeBufferPointer<UInt8>, to url: URL) throws {
+        let path = url.path
+        let failure = { CommandError.failure("cannot write \(path): \(String(cString: strerror(errno)))") }
+        let file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard file >= 0 else { throw failure() }
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(file, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                let error = failure()
+                close(file)
+                throw error
+            }
+            offset += written
         }
+        guard close(file) == 0 else { throw failure() }
     }
 
     /// Every checkpoint's stored subspaces (pooled and per value) within the feature filter.
@@ -376,24 +408,39 @@ final class ReportBuilder {
         return result
     }
 
+    /// One component in the search index: its label, top tokens, link, title and source, as the page shows them.
+    struct SearchEntry {
+        var sigma: Double
+        var label: String
+        var text: String
+        var href: String
+        var title: String
+        var source: String
+
+        /// About what the entry adds to the index.
+        var bytes: Int { label.utf8.count + text.utf8.count + href.utf8.count + title.utf8.count + source.utf8.count + 20 }
+
+        var json: JSONValue { .array([.string(HTML.displayToken(label)), .string(text), .string(href), .string(title), .string(source)]) }
+    }
+
     /// The search index's entries for a head page's components.
-    private static func searchEntries(_ page: ReportPages.HeadPage) -> [(sigma: Double, entry: JSONValue, bytes: Int)] {
-        var entries: [(sigma: Double, entry: JSONValue, bytes: Int)] = []
+    private static func searchEntries(_ page: ReportPages.HeadPage) -> [SearchEntry] {
+        var entries: [SearchEntry] = []
+        let source = HTML.displayToken("\(page.plan.model.name) @ \(page.checkpoint)")
         for d in page.decompositions {
+            // What every component of the decomposition shares (the display of a string is that of its characters).
+            let titlePrefix = HTML.displayToken("L\(d.layer) H\(d.head) · \(d.feature)" + (d.value.map { "=\($0)" } ?? ""))
+            let page = page.plan.headPage(checkpoint: page.checkpoint, layer: d.layer, head: d.head) ?? ""
             for c in d.components {
                 func tokens(_ side: Side) -> String {
-                    c.tokenAggregates(side, .high).prefix(3).map { aggregate in
+                    c.tokenAggregates.lazy.filter { $0.side == side && $0.extreme == .high }.prefix(3).map { aggregate in
                         let shown = HTML.displayToken(aggregate.token)
                         return shown.hasPrefix(" ") ? String(shown.drop { $0 == " " }) : shown
                     }.joined(separator: " ")
                 }
                 let text = "keys " + tokens(.key) + " · queries " + tokens(.query)
-                let title = HTML.displayToken("L\(d.layer) H\(d.head) · \(d.feature)" + (d.value.map { "=\($0)" } ?? "") + " c\(c.index)")
-                let source = HTML.displayToken("\(page.plan.model.name) @ \(page.checkpoint)")
-                let href = (page.plan.headPage(checkpoint: page.checkpoint, layer: d.layer, head: d.head) ?? "") + "#c\(c.id)"
-                let entry = JSONValue.array([.string(HTML.displayToken(c.label)), .string(text), .string(href), .string(title),
-                                             .string(source)])
-                entries.append((c.sigma, entry, c.label.utf8.count + text.utf8.count + href.utf8.count + title.utf8.count + source.utf8.count + 20))
+                entries.append(SearchEntry(sigma: c.sigma, label: c.label, text: text, href: page + "#c\(c.id)",
+                                           title: titlePrefix + " c\(c.index)", source: source))
             }
         }
         return entries
@@ -406,7 +453,7 @@ final class ReportBuilder {
         for entry in searchEntries {
             bytes += entry.bytes
             if bytes > options.searchIndexBudget { break }
-            kept.append(entry.entry)
+            kept.append(entry.json)
         }
         searchEntriesIndexed = kept.count
         let json = JSONValue.object([("total", .int(searchEntries.count)), ("entries", .array(kept))]).rendered(pretty: false)

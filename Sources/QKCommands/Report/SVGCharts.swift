@@ -20,37 +20,44 @@ enum SVGCharts {
         for _ in 0..<digits { scale *= 10 }
         let scaled = (abs(x) * Double(scale)).rounded()
         guard scaled < 9e15 else { return String(format: "%.\(digits)f", x) }
-        var units = Int64(scaled)
-        // Digits from the right into a small buffer: fraction, point, whole part, sign.
-        var buffer = [UInt8](repeating: 0, count: 24)
-        var index = buffer.count
-        for _ in 0..<digits {
-            index -= 1
-            buffer[index] = UInt8(ascii: "0") + UInt8(units % 10)
-            units /= 10
+        return decimal(Int64(scaled), digits: digits, negative: x < 0 && scaled > 0)
+    }
+
+    /// `units` / 10^`digits` written out with `digits` decimals. Digits go from the right into a buffer on the stack
+    /// (fraction, point, whole part, sign): most numbers become small strings, so nothing is allocated.
+    private static func decimal(_ units: Int64, digits: Int, negative: Bool) -> String {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48) { buffer in
+            var units = units
+            var index = buffer.count
+            for _ in 0..<digits {
+                index -= 1
+                buffer[index] = UInt8(ascii: "0") + UInt8(units % 10)
+                units /= 10
+            }
+            if digits > 0 {
+                index -= 1
+                buffer[index] = UInt8(ascii: ".")
+            }
+            repeat {
+                index -= 1
+                buffer[index] = UInt8(ascii: "0") + UInt8(units % 10)
+                units /= 10
+            } while units > 0
+            if negative {
+                index -= 1
+                buffer[index] = UInt8(ascii: "-")
+            }
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[index...]), as: UTF8.self)
         }
-        if digits > 0 {
-            index -= 1
-            buffer[index] = UInt8(ascii: ".")
-        }
-        repeat {
-            index -= 1
-            buffer[index] = UInt8(ascii: "0") + UInt8(units % 10)
-            units /= 10
-        } while units > 0
-        if x < 0 && scaled > 0 {
-            index -= 1
-            buffer[index] = UInt8(ascii: "-")
-        }
-        return String(decoding: buffer[index...], as: UTF8.self)
     }
 
     /// A coordinate: at most one decimal.
     static func coordinate(_ x: Double) -> String {
-        let tenths = Int((x * 10).rounded())
-        let sign = tenths < 0 ? "-" : ""
-        let magnitude = abs(tenths)
-        return magnitude % 10 == 0 ? sign + String(magnitude / 10) : sign + "\(magnitude / 10).\(magnitude % 10)"
+        let tenths = Int64((x * 10).rounded())
+        let magnitude = tenths.magnitude
+        return magnitude % 10 == 0
+            ? decimal(Int64(magnitude / 10), digits: 0, negative: tenths < 0)
+            : decimal(Int64(magnitude), digits: 1, negative: tenths < 0)
     }
 
     // MARK: Scales
