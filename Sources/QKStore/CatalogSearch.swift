@@ -121,8 +121,8 @@ extension Catalog {
     /// Each tier merges the candidates with the words' rows of that tier, both in rowid order: the rows are read in
     /// order while they are dense among the candidates; once more than `seekCost` rows have been read per candidate
     /// passed (two more counted, so that one long gap early on does not decide), the row of each remaining candidate
-    /// is sought instead, in the later tiers too (tier 2 holds every word of tiers 0 and 1). Either way a search costs
-    /// at most about twice what the cheaper of the two would.
+    /// is sought instead, in the later tiers too (tier 2 holds every word of tiers 0 and 1). The switch is one-way:
+    /// rows dense only after a long sparse stretch are sought one by one, which costs more than reading them would.
     private func matching(_ expression: String?, among candidates: [Int64], limit: Int)
         throws(StoreError) -> [(id: Int64, tier: Int?)]
     {

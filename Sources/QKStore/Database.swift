@@ -236,12 +236,16 @@ public final class Database {
 
     /// The first column of the first row, as an integer (nil: no row or NULL).
     public func scalarInt(_ sql: String, _ values: [SQLValue] = []) throws(StoreError) -> Int? {
-        try rows(sql, values) { $0.int(at: 0) }.first ?? nil
+        let statement = try prepare(sql)
+        try statement.bind(values)
+        return try statement.step() ? statement.int(at: 0) : nil
     }
 
     /// The first column of the first row, as text (nil: no row or NULL).
     public func scalarText(_ sql: String, _ values: [SQLValue] = []) throws(StoreError) -> String? {
-        try rows(sql, values) { $0.text(at: 0) }.first ?? nil
+        let statement = try prepare(sql)
+        try statement.bind(values)
+        return try statement.step() ? statement.text(at: 0) : nil
     }
 }
 

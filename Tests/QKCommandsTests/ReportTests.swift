@@ -131,6 +131,16 @@ struct ReportTests {
         #expect(head.utf8.count <= 40_000 || head.contains("Examples cut to 1 per list"))
     }
 
+    @Test("the same catalog gives the same site, whatever order the workers finish in")
+    func reproducible() throws {
+        let (first, a) = try fixture.report()
+        let (second, b) = try fixture.report()
+        #expect(first.code == 0 && second.code == 0)
+        for page in htmlFiles(a) + ["assets/search-index.js"] {
+            #expect(try Data(contentsOf: a.appendingPathComponent(page)) == Data(contentsOf: b.appendingPathComponent(page)), "\(page)")
+        }
+    }
+
     @Test("bad input: clear errors, exit 1 or 64, nothing written")
     func errors() throws {
         let root = try fixture.root.subdirectory("errors-\(UUID().uuidString)")
@@ -153,5 +163,62 @@ struct ReportTests {
         #expect(noParent.code == 1 && noParent.err.contains("does not exist"))
         // Nothing written: no site, no staging folder left behind.
         #expect(try FileManager.default.contentsOfDirectory(atPath: root.path) == ["file.txt"])
+    }
+}
+
+@Suite("report writer")
+struct ReportWriterTests {
+    struct Refused: Error {}
+
+    /// A destination holding an earlier report's entries and a file of the user's, and a staged new report.
+    func folders() throws -> (root: TemporaryDirectory, destination: URL, staging: URL) {
+        let root = try TemporaryDirectory()
+        let destination = try root.subdirectory("site"), staging = try root.subdirectory("staging")
+        for (folder, tag) in [(destination, "old"), (staging, "new")] {
+            try Data(tag.utf8).write(to: folder.appendingPathComponent("index.html"))
+            let assets = folder.appendingPathComponent("assets")
+            try FileManager.default.createDirectory(at: assets, withIntermediateDirectories: false)
+            try Data(tag.utf8).write(to: assets.appendingPathComponent("report.css"))
+        }
+        try Data("new".utf8).write(to: staging.appendingPathComponent("compare.html"))
+        try Data("mine".utf8).write(to: destination.appendingPathComponent("notes.txt"))
+        return (root, destination, staging)
+    }
+
+    func contents(_ folder: URL) throws -> [String: String] {
+        let names = FileManager.default.enumerator(atPath: folder.path)?.allObjects as? [String] ?? []
+        var result: [String: String] = [:]
+        for name in names where !name.hasSuffix("assets") {
+            result[name] = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
+        }
+        return result
+    }
+
+    @Test("a new report replaces an earlier one's entries and keeps the rest")
+    func replaces() throws {
+        let (root, destination, staging) = try folders()
+        try ReportWriter.replaceEntries(of: destination, with: staging)
+        #expect(try contents(destination) == ["index.html": "new", "assets/report.css": "new", "compare.html": "new",
+                                              "notes.txt": "mine"])
+        _ = root
+    }
+
+    @Test("a move failing halfway leaves the destination as it was")
+    func failureRestores() throws {
+        for failAt in 1...5 {
+            let (root, destination, staging) = try folders()
+            let before = try contents(destination), staged = try contents(staging)
+            var moves = 0
+            #expect(throws: Refused.self) {
+                try ReportWriter.replaceEntries(of: destination, with: staging) { from, to in
+                    moves += 1
+                    if moves == failAt { throw Refused() }
+                    try FileManager.default.moveItem(at: from, to: to)
+                }
+            }
+            #expect(try contents(destination) == before, "failing move \(failAt)")
+            #expect(try contents(staging) == staged, "failing move \(failAt)")
+            _ = root
+        }
     }
 }

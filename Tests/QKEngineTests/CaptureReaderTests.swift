@@ -520,6 +520,8 @@ struct CaptureJSONTests {
             try read("1e999") { (parser) throws(JSONSyntaxError) in try parser.readNumber() }
         }
         #expect(try read("-0.0") { (parser) throws(JSONSyntaxError) in try parser.readNumber() }.sign == .minus)
+        #expect(try read("-0") { (parser) throws(JSONSyntaxError) in try parser.readNumber() }.sign == .minus)
+        #expect(try read("0") { (parser) throws(JSONSyntaxError) in try parser.readNumber() }.sign == .plus)
     }
 
     @Test("numbers read bit for bit as Swift reads them, in the forms the writers use")

@@ -354,13 +354,15 @@ final class ReportBuilder {
     static func writeFile(_ bytes: UnsafeBufferPointer<UInt8>, to url: URL) throws {
         let path = url.path
         let failure = { CommandError.failure("cannot write \(path): \(String(cString: strerror(errno)))") }
-        let file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        var file: Int32
+        repeat { file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666) } while file < 0 && errno == EINTR
         guard file >= 0 else { throw failure() }
         var offset = 0
         while offset < bytes.count {
             let written = Glibc.write(file, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 {
+                if written == 0 { errno = EIO }
                 let error = failure()
                 close(file)
                 throw error
@@ -448,7 +450,8 @@ final class ReportBuilder {
 
     /// `assets/search-index.js`: the strongest components' labels and top tokens, within the byte budget.
     private func writeSearchIndex() throws {
-        searchEntries.sort { $0.sigma > $1.sigma }
+        // Workers finish in any order: ties broken by link, so that the same catalog gives the same index.
+        searchEntries.sort { ($0.sigma, $1.href) > ($1.sigma, $0.href) }
         var kept: [JSONValue] = [], bytes = 0
         for entry in searchEntries {
             bytes += entry.bytes

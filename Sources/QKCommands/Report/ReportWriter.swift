@@ -26,12 +26,7 @@ enum ReportWriter {
             try builder.build(plans) { bar?.update(completed: $0) }
             bar?.finish()
             if fileManager.fileExists(atPath: destination.path) {
-                // Replace what an earlier report wrote, entry by entry; anything else in the folder stays.
-                for name in try fileManager.contentsOfDirectory(atPath: staging.path) {
-                    let target = destination.appendingPathComponent(name)
-                    try? fileManager.removeItem(at: target)
-                    try fileManager.moveItem(at: staging.appendingPathComponent(name), to: target)
-                }
+                try replaceEntries(of: destination, with: staging)
                 try fileManager.removeItem(at: staging)
             } else {
                 try fileManager.moveItem(at: staging, to: destination)
@@ -41,5 +36,39 @@ enum ReportWriter {
             throw error
         }
         return builder.summary
+    }
+
+    /// Replaces what an earlier report wrote in `destination` by the entries of `staging`; anything else in the
+    /// folder stays. The old entries are renamed aside (inside `destination`, so on its file system) and deleted
+    /// only once every new one is in place: if a move fails, the moves made are undone and the folder is as it was.
+    /// - Parameter move: renames an item (a parameter so that a test can make one fail).
+    static func replaceEntries(of destination: URL, with staging: URL,
+                               move: (URL, URL) throws -> Void = FileManager.default.moveItem) throws {
+        let fileManager = FileManager.default
+        let aside = destination.appendingPathComponent(".qkcat-report-old-\(ProcessInfo.processInfo.processIdentifier)")
+        try? fileManager.removeItem(at: aside)
+        try fileManager.createDirectory(at: aside, withIntermediateDirectories: false)
+        var setAside: [String] = [], movedIn: [String] = []
+        do {
+            for name in try fileManager.contentsOfDirectory(atPath: staging.path) {
+                let target = destination.appendingPathComponent(name)
+                if (try? fileManager.attributesOfItem(atPath: target.path)) != nil {
+                    try move(target, aside.appendingPathComponent(name))
+                    setAside.append(name)
+                }
+                try move(staging.appendingPathComponent(name), target)
+                movedIn.append(name)
+            }
+        } catch {
+            for name in movedIn.reversed() {
+                try? fileManager.moveItem(at: destination.appendingPathComponent(name), to: staging.appendingPathComponent(name))
+            }
+            for name in setAside.reversed() {
+                try? fileManager.moveItem(at: aside.appendingPathComponent(name), to: destination.appendingPathComponent(name))
+            }
+            try? fileManager.removeItem(at: aside)
+            throw error
+        }
+        try fileManager.removeItem(at: aside)
     }
 }

@@ -269,7 +269,12 @@ package struct JSONParser {
         skipWhitespace()
         let start = index
         let isInteger = try scanNumber()
-        if isInteger, index - start <= 18 { return Double(integerValue(start)) }
+        if isInteger, index - start <= 18 {
+            let value = integerValue(start)
+            // "-0" is negative zero, as a double.
+            if value == 0 && bytes[start] == UInt8(ascii: "-") { return -0.0 }
+            return Double(value)
+        }
         return try doubleValue(start)
     }
 
