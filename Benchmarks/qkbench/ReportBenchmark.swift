@@ -7,14 +7,11 @@ import QKTestSupport
 // three per-value decompositions per head, 5 examples per list): the whole command in-process, the largest page and
 // the folder's size. The catalog is built once through the store's ingest and kept in `directory`.
 //
-// Each run writes a fresh folder with the file system settled: on an ext4 file system without a journal (this
-// machine's) the kernel avoids reusing an inode freed in the last minute (five while its inode table block is dirty),
-// and every file created meanwhile scans past all such inodes, so creating 3,078 files soon after deleting 3,078
-// costs seconds of system time that belong to the delete, not to the report. A previous run's site is therefore
-// moved aside (a rename frees no inode) and deleted after the last run, and sites left by an earlier invocation are
-// deleted first and given 65 s; everything written is flushed (`sync`) before each run so that no write-back of
-// the previous run competes for the cores. `settle: false` deletes the previous site just before each run instead:
-// what a re-run over a report written a few minutes before costs on such a file system.
+// Each run writes a fresh folder with the file system settled: a previous run's site is moved aside and deleted
+// after the last run, sites of an earlier invocation are deleted first and given time, and everything written is
+// flushed before each run, so that deleting an earlier site is not charged to the report (why: Benchmarks/README.md,
+// "Meeting the 10 s target"). `settle: false` deletes the previous site just before each run instead: what a re-run
+// over a report written minutes before costs.
 func reportBenchmark(directory: URL, repetitions: Int = 3, settle: Bool = true) throws -> [String: Any] {
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     let shape = SyntheticCatalog.Shape()

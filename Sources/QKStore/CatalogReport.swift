@@ -28,16 +28,16 @@ extension Catalog {
         var records: [DecompositionRecord] = []
         var position: [Int64: Int] = [:]
         while try decompositions.step() {
-            let id = decompositions.int64(at: 0) ?? 0
+            let id: Int64 = try decompositions.required(0)
             position[id] = records.count
             records.append(DecompositionRecord(
-                id: id, captureID: decompositions.int64(at: 1) ?? 0, model: model, checkpoint: checkpoint, layer: layer,
-                head: decompositions.int(at: 2) ?? 0, kvHead: decompositions.int(at: 3) ?? 0,
-                headDimension: decompositions.int(at: 4) ?? 0, feature: decompositions.text(at: 5) ?? "",
-                featureKind: decompositions.text(at: 6) ?? "", value: decompositions.text(at: 7),
-                energy: decompositions.double(at: 8) ?? 0, positivePairs: decompositions.int(at: 9) ?? 0,
-                negativePairs: decompositions.int(at: 10) ?? 0, frobenius: decompositions.double(at: 11) ?? 0,
-                rank: decompositions.int(at: 12) ?? 0,
+                id: id, captureID: try decompositions.required(1), model: model, checkpoint: checkpoint, layer: layer,
+                head: try decompositions.required(2), kvHead: try decompositions.required(3),
+                headDimension: try decompositions.required(4), feature: try decompositions.required(5),
+                featureKind: try decompositions.required(6), value: decompositions.text(at: 7),
+                energy: try decompositions.required(8), positivePairs: try decompositions.required(9),
+                negativePairs: try decompositions.required(10), frobenius: try decompositions.required(11),
+                rank: try decompositions.required(12),
                 singularValues: (try decompositions.float32Blob(at: 13) ?? []).map(Double.init), components: []))
         }
         let components = try database.prepare("""
@@ -51,11 +51,11 @@ extension Catalog {
             """)
         try components.bind(sql.values)
         while try components.step() {
-            guard let index = position[components.int64(at: 0) ?? 0] else { continue }
-            let id = components.int64(at: 1) ?? 0
+            guard let index = position[try components.required(0)] else { continue }
+            let id: Int64 = try components.required(1)
             var component = ComponentRecord(
-                id: id, index: components.int(at: 2) ?? 0, sigma: components.double(at: 3) ?? 0,
-                energyShare: components.double(at: 4) ?? 0, u: [], v: [], autoLabel: components.text(at: 5) ?? "",
+                id: id, index: try components.required(2), sigma: try components.required(3),
+                energyShare: try components.required(4), u: [], v: [], autoLabel: try components.required(5),
                 humanLabel: components.text(at: 6), note: components.text(at: 7), examples: [], tokenAggregates: [])
             do {
                 if let json = components.text(at: 8) { component.examples = try ExamplesJSON.examples(json) }
